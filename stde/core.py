@@ -1,0 +1,113 @@
+"""The value the interpreter carries for every jaxpr variable, and the rule context.
+
+A :class:`JetValue` holds, for one array-valued variable of an order-``K`` collapsed
+jet with ``R`` directions:
+
+* ``primal``: the value ``x0``, shape ``S``;
+* ``lower``: the ``K-1`` coefficients ``x_1 .. x_{K-1}``, each shaped ``(R, *S)``;
+* ``summed``: the sum over directions of the top coefficient, ``Σ_r x_{K,r}``, shape ``S``.
+
+A coefficient known to be zero is ``None`` (a symbolic zero), never an array of zeros.
+A value whose coefficients are all ``None`` is a constant: its equations are evaluated
+as plain JAX. ``JetValue`` is a pytree whose ``None`` coefficients are part of the tree
+structure, so ``jax.jit``, ``jax.checkpoint`` and the control-flow primitives see the
+zero pattern as static structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = Any  # a jax.Array, a tracer, or a NumPy array / scalar
+Coefficient = Array | None
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class JetValue:
+    """Primal, lower coefficients and summed top coefficient of one variable.
+
+    Attributes:
+      primal: the value ``x0``.
+      lower: coefficients ``1 .. K-1``, each ``(R, *x0.shape)`` or ``None`` (zero).
+      summed: ``Σ_r x_{K,r}`` shaped like ``x0``, or ``None`` (zero).
+    """
+
+    primal: Array
+    lower: tuple[Coefficient, ...]
+    summed: Coefficient
+
+    @property
+    def order(self) -> int:
+        """``K``: the order of the top coefficient."""
+        return len(self.lower) + 1
+
+    @property
+    def is_constant(self) -> bool:
+        """Whether every coefficient is a symbolic zero."""
+        return self.summed is None and all(c is None for c in self.lower)
+
+    @property
+    def coefficients(self) -> tuple[Coefficient, ...]:
+        """``(x0, x_1, .., x_{K-1}, Σ_r x_K)``: index ``k`` holds coefficient ``k``."""
+        return (self.primal, *self.lower, self.summed)
+
+    @classmethod
+    def from_coefficients(cls, coefficients: Sequence[Coefficient]) -> JetValue:
+        """Inverse of :attr:`coefficients`."""
+        primal, *lower, summed = coefficients
+        return cls(primal, tuple(lower), summed)
+
+    @classmethod
+    def constant(cls, primal: Array, order: int) -> JetValue:
+        """A value without coefficients (weights, literals, integer indices)."""
+        return cls(primal, (None,) * (order - 1), None)
+
+
+def zeros_coefficient(primal: Array, k: int, order: int, directions: int) -> Array:
+    """A materialised zero for coefficient ``k`` of ``primal`` (with or without ``R`` axis)."""
+    shape = np.shape(primal) if k in (0, order) else (directions, *np.shape(primal))
+    return jnp.zeros(shape, jnp.result_type(primal))
+
+
+def instantiate(value: JetValue, directions: int) -> JetValue:
+    """Replace every symbolic zero of ``value`` by an array of zeros."""
+    order = value.order
+    return JetValue.from_coefficients(
+        [
+            zeros_coefficient(value.primal, k, order, directions) if c is None else c
+            for k, c in enumerate(value.coefficients)
+        ]
+    )
+
+
+def bind_equation(primitive: Any, params: dict[str, Any], *args: Any) -> Any:
+    """``primitive.bind(*args)`` with the parameters as they sit in a jaxpr equation."""
+    return primitive.bind(*args, **primitive.get_bind_params(params))
+
+
+def is_float(x: Array) -> bool:
+    """Whether ``x`` has a floating (or complex) dtype, i.e. can carry coefficients."""
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+class Context(Protocol):
+    """What a rule may ask of the interpreter.
+
+    Attributes:
+      order: ``K``, the order of the summed top coefficient.
+      directions: ``R``, the size of the leading axis of every lower coefficient.
+    """
+
+    order: int
+    directions: int
+
+    def eval_jaxpr(self, closed_jaxpr: Any, inputs: Sequence[JetValue]) -> list[JetValue]:
+        """Interprets a closed jaxpr (e.g. a loop body or a called function) on jets."""
+        ...

@@ -1,0 +1,63 @@
+"""The jaxpr interpreter: walks equations and dispatches each to its registered rule.
+
+It names no primitive. Equations whose operands are all constants are evaluated as
+plain JAX; every other equation goes to the rule from :mod:`stde.rules.registry`, or to
+the nested-JVP fallback of :mod:`stde.rules.fallback` when none is registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
+
+from stde.core import JetValue, bind_equation
+from stde.rules import registry
+from stde.rules.fallback import fallback_rule
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpreter:
+    """Evaluates jaxprs on :class:`JetValue` operands (implements :class:`stde.core.Context`).
+
+    Attributes:
+      order: ``K``.
+      directions: ``R``.
+    """
+
+    order: int
+    directions: int
+
+    def constant(self, value: Any) -> JetValue:
+        """A :class:`JetValue` without coefficients."""
+        return JetValue.constant(value, self.order)
+
+    def eval_jaxpr(self, closed_jaxpr: ClosedJaxpr | Jaxpr,
+                   inputs: Sequence[JetValue]) -> list[JetValue]:
+        """Interprets ``closed_jaxpr`` (or an open jaxpr without constants) on jets."""
+        jaxpr, consts = (closed_jaxpr.jaxpr, closed_jaxpr.consts) if isinstance(
+            closed_jaxpr, ClosedJaxpr) else (closed_jaxpr, ())
+        env: dict[Any, JetValue] = {}
+
+        def read(var: Any) -> JetValue:
+            return self.constant(var.val) if isinstance(var, Literal) else env[var]
+
+        env.update(zip(jaxpr.constvars, map(self.constant, consts)))
+        env.update(zip(jaxpr.invars, inputs, strict=True))
+        for eqn in jaxpr.eqns:
+            with eqn.ctx.manager:
+                outputs = self.apply(eqn, [read(v) for v in eqn.invars])
+            env.update(zip(eqn.outvars, outputs, strict=True))
+        return [read(v) for v in jaxpr.outvars]
+
+    def apply(self, eqn: JaxprEqn, operands: list[JetValue]) -> list[JetValue]:
+        """Evaluates one equation: as plain JAX on constants, else through its rule."""
+        primitive = eqn.primitive
+        if all(x.is_constant for x in operands):
+            out = bind_equation(primitive, eqn.params, *(x.primal for x in operands))
+            return [self.constant(o) for o in (out if primitive.multiple_results else [out])]
+        rule = registry.lookup(primitive) or fallback_rule(primitive)
+        out = rule(self, operands, **eqn.params)
+        return list(out) if primitive.multiple_results else [out]

@@ -1,0 +1,90 @@
+"""Arithmetic and bilinear primitives: products (Leibniz), quotients and integer powers.
+
+``mul``, ``dot_general`` and ``conv_general_dilated`` of two jets use Leibniz'
+``y_k = Σ_j C(k, j) a_j b_{k-j}`` with the collapsed top of DESIGN §4; with one
+constant operand the same rule degenerates to a linear map of the other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+from jax import lax
+
+from stde.core import Context, JetValue, bind_equation
+from stde.rules import series
+from stde.rules.registry import register
+
+
+def vmapped_product(bilinear: Callable[[Any, Any], Any]) -> series.Product:
+    """A :data:`series.Product` for any bilinear map, folding direction axes by ``vmap``."""
+    def product(u: Any, v: Any, u_directions: bool, v_directions: bool) -> Any:
+        if not (u_directions or v_directions):
+            return bilinear(u, v)
+        return jax.vmap(bilinear, in_axes=(0 if u_directions else None,
+                                           0 if v_directions else None))(u, v)
+    return product
+
+
+def leibniz_rule(ctx: Context, inputs: Sequence[JetValue], product: series.Product) -> JetValue:
+    """Leibniz rule ``y_k = Σ_j C(k, j) a_j b_{k-j}`` for a bilinear ``product``."""
+    a, b = (x.coefficients for x in inputs)
+    return JetValue.from_coefficients(
+        [series.leibniz(a, b, k, ctx.order, product) for k in range(ctx.order + 1)])
+
+
+def bilinear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
+                  **params: Any) -> JetValue:
+    """Leibniz rule for a (non-elementwise) primitive bilinear in its two operands."""
+    bilinear = functools.partial(bind_equation, primitive, params)
+    return leibniz_rule(ctx, inputs, vmapped_product(bilinear))
+
+
+def power(x: Sequence[Any], n: int, order: int) -> series.Series:
+    """Series of ``x**n`` for an integer ``n ≥ 1`` by binary powering."""
+    result: series.Series | None = None
+    base = list(x)
+    while True:
+        if n & 1:
+            result = base if result is None else [
+                series.leibniz(result, base, k, order) for k in range(order + 1)]
+        n >>= 1
+        if not n:
+            return result
+        base = [series.square(base, k, order) for k in range(order + 1)]
+
+
+def div_rule(ctx: Context, inputs: Sequence[JetValue]) -> JetValue:
+    """``a / b``: ``z_k = (a_k - Σ_{j≥1} C(k, j) b_j z_{k-j}) / b_0``."""
+    a, b = (x.coefficients for x in inputs)
+    return JetValue.from_coefficients(series.quotient(a, b, ctx.order))
+
+
+def integer_pow_rule(ctx: Context, inputs: Sequence[JetValue], *, y: int) -> JetValue:
+    """``x ** y`` for an integer ``y`` (any sign), exact at ``x = 0`` for ``y ≥ 0``."""
+    (x,) = inputs
+    if y == 0:
+        return JetValue.constant(lax.integer_pow(x.primal, 0), ctx.order)
+    positive = power(x.coefficients, abs(y), ctx.order)
+    if y > 0:
+        return JetValue.from_coefficients(positive)
+    one = [lax.full_like(x.primal, 1)] + [None] * ctx.order
+    return JetValue.from_coefficients(series.quotient(one, positive, ctx.order))
+
+
+def square_rule(ctx: Context, inputs: Sequence[JetValue]) -> JetValue:
+    """``x²`` with symmetric Leibniz terms computed once."""
+    (x,) = inputs
+    return JetValue.from_coefficients(
+        [series.square(x.coefficients, k, ctx.order) for k in range(ctx.order + 1)])
+
+
+register(lax.mul_p, lambda ctx, inputs, **_: leibniz_rule(ctx, inputs, series.multiply))
+for _primitive in (lax.dot_general_p, lax.conv_general_dilated_p):
+    register(_primitive, functools.partial(bilinear_rule, _primitive))
+register(lax.div_p, lambda ctx, inputs, **_: div_rule(ctx, inputs))
+register(lax.integer_pow_p, integer_pow_rule)
+register(lax.square_p, lambda ctx, inputs, **_: square_rule(ctx, inputs))

@@ -1,0 +1,154 @@
+"""Truncated Taylor arithmetic in the collapsed layout, shared by every rule family.
+
+A *series* is a list indexed by the coefficient order ``k = 0 .. K``:
+
+* index ``0`` is the primal (shape ``S``);
+* indices ``1 .. K-1`` carry a leading direction axis (shape ``(R, *S)``);
+* index ``K`` is the sum over directions of the top coefficient (shape ``S``);
+* any entry may be ``None``, a symbolic zero.
+
+Coefficients are derivative-scaled (``x(t) = Σ_k x_k t^k / k!``) as in
+``jax.experimental.jet``, so the recurrences below carry binomial weights. Every
+recurrence is a sum of products ``w · a_j · b_{k-j}`` (:func:`convolve`); at the top
+order a product of two per-direction factors is summed over directions, and a product
+with a primal factor applies to the summed top directly. This is the *linearity of the
+top coefficient* (DESIGN §2), and it makes every rule built here collapsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from math import comb
+
+from stde.core import Array, Coefficient
+
+Series = list[Coefficient]
+Product = Callable[[Array, Array, bool, bool], Array]
+"""``product(u, v, u_has_directions, v_has_directions)``: a bilinear map of two factors."""
+
+
+def has_directions(k: int, order: int) -> bool:
+    """Whether coefficient ``k`` of an order-``order`` series carries the ``R`` axis."""
+    return 0 < k < order
+
+
+def _lift(u: Array, directions: bool, ndim: int) -> Array:
+    """Inserts unit axes after the direction axis so ``u`` broadcasts at rank ``ndim``."""
+    if not directions or u.ndim - 1 >= ndim:
+        return u
+    return u.reshape(u.shape[:1] + (1,) * (ndim - u.ndim + 1) + u.shape[1:])
+
+
+def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+    """Elementwise product with NumPy broadcasting of the primal axes."""
+    ndim = max(u.ndim - u_directions, v.ndim - v_directions)
+    return _lift(u, u_directions, ndim) * _lift(v, v_directions, ndim)
+
+
+def add(u: Coefficient, v: Coefficient) -> Coefficient:
+    """``u + v`` where ``None`` is zero."""
+    if u is None:
+        return v
+    return u if v is None else u + v
+
+
+def sub(u: Coefficient, v: Coefficient) -> Coefficient:
+    """``u - v`` where ``None`` is zero."""
+    if v is None:
+        return u
+    return -v if u is None else u - v
+
+
+def scale(coefficient: Coefficient, factor: Array, k: int, order: int) -> Coefficient:
+    """Coefficient ``k`` times a direction-free ``factor`` (e.g. a primal)."""
+    if coefficient is None:
+        return None
+    return multiply(coefficient, factor, has_directions(k, order), False)
+
+
+def convolve(
+    a: Sequence[Coefficient],
+    b: Sequence[Coefficient],
+    k: int,
+    order: int,
+    terms: Iterable[tuple[int, int | float]],
+    product: Product = multiply,
+) -> Coefficient:
+    """``Σ_{(j, w) ∈ terms} w · a_j · b_{k-j}``, collapsed when ``k`` is the top order.
+
+    Args:
+      a, b: series in the collapsed layout (long enough for the indices used).
+      k: the coefficient being computed.
+      order: ``K``; at ``k == K`` products of two per-direction factors are summed
+        over directions and the result has no direction axis.
+      terms: pairs ``(j, weight)``.
+      product: the bilinear map (elementwise by default).
+
+    Returns:
+      The coefficient, or ``None`` when every term is a symbolic zero.
+    """
+    total: Coefficient = None
+    per_direction: Coefficient = None
+    for j, weight in terms:
+        u, v = a[j], b[k - j]
+        if u is None or v is None:
+            continue
+        u_dir, v_dir = has_directions(j, order), has_directions(k - j, order)
+        term = product(u, v, u_dir, v_dir)
+        if weight != 1:
+            term = term * weight
+        if k == order and u_dir and v_dir:
+            per_direction = add(per_direction, term)
+        else:
+            total = add(total, term)
+    if per_direction is not None:
+        total = add(total, per_direction.sum(0))
+    return total
+
+
+def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
+            product: Product = multiply) -> Coefficient:
+    """Coefficient ``k`` of ``a·b``: ``Σ_{j=0..k} C(k, j) a_j b_{k-j}``."""
+    return convolve(a, b, k, order, ((j, comb(k, j)) for j in range(k + 1)), product)
+
+
+def square(a: Sequence[Coefficient], k: int, order: int) -> Coefficient:
+    """Coefficient ``k`` of ``a²`` with each symmetric pair of terms computed once."""
+    terms = [(j, 2 * comb(k, j)) for j in range((k + 1) // 2)]
+    if k % 2 == 0:
+        terms.append((k // 2, comb(k, k // 2)))
+    return convolve(a, a, k, order, terms)
+
+
+def quotient(a: Sequence[Coefficient], b: Sequence[Coefficient], order: int,
+             last: int | None = None) -> Series:
+    """Series of ``a / b`` (elementwise): ``z_k = (a_k - Σ_{j≥1} C(k,j) b_j z_{k-j}) / b_0``.
+
+    Coefficients ``0 .. last`` (default ``order``) of the order-``order`` layout.
+    """
+    inverse = 1 / b[0]
+    z: Series = [a[0] * inverse]
+    for k in range(1, (order if last is None else last) + 1):
+        rest = convolve(b, z, k, order, ((j, comb(k, j)) for j in range(1, k + 1)))
+        z.append(scale(sub(a[k], rest), inverse, k, order))
+    return z
+
+
+def ode(x: Sequence[Coefficient], y0: Array, slope: Callable[[Series, int], Coefficient],
+        order: int) -> Series:
+    """Series of ``y`` with ``y' = a · x'`` and ``y(0) = y0``.
+
+    ``y_k = Σ_{j=1..k} C(k-1, j-1) x_j a_{k-j}`` (Griewank & Walther, ch. 13), where
+    ``slope(y, m)`` returns ``a_m`` from ``y_0 .. y_m``. Cost ``O(K²)``.
+    """
+    y: Series = [y0]
+    a: Series = []
+    for k in range(1, order + 1):
+        a.append(slope(y, k - 1))
+        y.append(convolve(x, a, k, order, ((j, comb(k - 1, j - 1)) for j in range(1, k + 1))))
+    return y
+
+
+def fixed(series: Sequence[Coefficient]) -> Callable[[Series, int], Coefficient]:
+    """A ``slope`` for :func:`ode` that is a series known in advance."""
+    return lambda _, m: series[m]

@@ -1,0 +1,84 @@
+"""Independent oracles: Taylor coefficients by nested ``jax.jacfwd`` along a curve.
+
+For ``x(t) = x0 + Σ_{k=1..K} x_k t^k / k!`` the derivative-scaled output coefficient is
+``y_k = d^k/dt^k f(x(t)) |_{t=0}``. Here that is computed by nesting ``jax.jacfwd``
+over the scalar ``t`` ``k`` times, which shares no code with stde. Use in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def taylor(f: Callable[..., Any], primals: Sequence[Any],
+           series: Sequence[Sequence[Any]]) -> list[Any]:
+    """``[y_0, y_1, .., y_K]`` of ``f`` along the curve with coefficients ``series``.
+
+    Args:
+      f: function of ``len(primals)`` arrays, returning one array.
+      primals: the ``x0_i``.
+      series: per primal, ``K`` coefficients ``x_1 .. x_K`` shaped like the primal.
+    """
+    order = len(series[0])
+
+    def along(t: Any) -> Any:
+        args = [x0 + sum(c * t ** k / math.factorial(k) for k, c in enumerate(cs, start=1))
+                for x0, cs in zip(primals, series)]
+        return f(*args)
+
+    out = []
+    derivative = along
+    t0 = jnp.zeros((), jnp.result_type(primals[0]))
+    for _ in range(order + 1):
+        out.append(derivative(t0))
+        derivative = jax.jacfwd(derivative)
+    return out
+
+
+def collapsed(f: Callable[..., Any], primals: Sequence[Any],
+              directions: Sequence[Sequence[Any]]) -> tuple[list[Any], Any]:
+    """Reference for ``collapsed_jet``: per-direction lower coefficients and summed top.
+
+    Args:
+      directions: per primal, ``K`` arrays shaped ``(R, *x0.shape)``: all coefficients
+        ``x_1 .. x_K`` of every direction (the top one not yet summed).
+
+    Returns:
+      ``([y_1, .., y_{K-1}] each stacked to (R, ...), Σ_r y_{K,r})``.
+    """
+    count = np.shape(directions[0][0])[0]
+    per_direction = [taylor(f, primals, [[c[r] for c in cs] for cs in directions])
+                     for r in range(count)]
+    order = len(directions[0])
+    lower = [jnp.stack([p[k] for p in per_direction]) for k in range(1, order)]
+    return lower, sum(p[order] for p in per_direction)
+
+
+def random_directions(key: Any, primals: Sequence[Any], order: int, count: int
+                      ) -> list[list[Any]]:
+    """Random normal coefficients ``x_1 .. x_K`` for ``count`` directions per primal."""
+    keys = jax.random.split(key, len(primals) * order)
+    return [[jax.random.normal(keys[i * order + k], (count, *np.shape(x)), jnp.result_type(x))
+             for k in range(order)] for i, x in enumerate(primals)]
+
+
+def check_collapsed(f: Callable[..., Any], primals: Sequence[Any], order: int, count: int,
+                    key: Any, rtol: float = 1e-9, atol: float = 1e-9) -> None:
+    """Asserts ``stde.collapsed_jet`` matches :func:`collapsed` on random directions."""
+    import stde
+
+    directions = random_directions(key, primals, order, count)
+    series = tuple(tuple(cs[:-1]) for cs in directions)
+    summed = tuple(cs[-1].sum(0) for cs in directions)
+    value, lower, top = stde.collapsed_jet(f, tuple(primals), series, summed)
+    ref_lower, ref_top = collapsed(f, primals, directions)
+    np.testing.assert_allclose(value, f(*primals), rtol=rtol, atol=atol)
+    for k, (got, want) in enumerate(zip(lower, ref_lower), start=1):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"y_{k}")
+    np.testing.assert_allclose(top, ref_top, rtol=rtol, atol=atol, err_msg=f"summed y_{order}")
