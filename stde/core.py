@@ -37,6 +37,7 @@ class JetValue:
       primal: the value ``x0``.
       lower: coefficients ``1 .. K-1``, each ``(R, *x0.shape)`` or ``None`` (zero).
       summed: ``Σ_r x_{K,r}`` shaped like ``x0``, or ``None`` (zero).
+
     """
 
     primal: Array
@@ -103,6 +104,7 @@ class Context(Protocol):
     Attributes:
       order: ``K``, the order of the summed top coefficient.
       directions: ``R``, the size of the leading axis of every lower coefficient.
+
     """
 
     order: int

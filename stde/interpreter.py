@@ -25,6 +25,7 @@ class Interpreter:
     Attributes:
       order: ``K``.
       directions: ``R``.
+
     """
 
     order: int

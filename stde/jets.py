@@ -137,6 +137,7 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
       >>> _, _, lap = stde.collapsed_jet(f, (x,), ((jnp.eye(3),),), (jnp.zeros(3),))
       >>> bool(jnp.allclose(lap, -jnp.sin(x).sum()))
       True
+
     """
     _check_tuple(primals, "primals", len(primals) if isinstance(primals, tuple | list) else 0)
     n = len(primals)
@@ -157,11 +158,10 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
     for i, ((arrays, structure), coefficients, top) in enumerate(zip(leaves, series, summed)):
         per_k = [_flatten_like(c, structure, f"series[{i}][{k}]")
                  for k, c in enumerate(coefficients)]
-        for k, cs in enumerate(per_k):
-            for x, c in zip(arrays, cs):
-                if c is not None:
-                    directions.add(np.shape(c)[0] if np.ndim(c) else -1)
-                    per_k[k] = per_k[k]  # shapes are checked once R is known
+        # Leading sizes are collected first so that a wrong R is reported as such;
+        # full shapes are checked below, once R is known.
+        directions.update(np.shape(c)[0] if np.ndim(c) else -1
+                          for cs in per_k for c in cs if c is not None)
         if isinstance(top, tuple | list) and len(top) == 1 and structure.num_leaves == 1 \
                 and _tree.tree_structure(top) != structure:
             top = top[0]
@@ -210,6 +210,7 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
       >>> y, (y1, y2) = stde.jet(jnp.exp, (jnp.float32(0.0),), ((1.0, 0.0),))
       >>> [float(y), float(y1), float(y2)]
       [1.0, 1.0, 1.0]
+
     """
     _check_tuple(primals, "primals", len(primals) if isinstance(primals, tuple | list) else 0)
     _check_tuple(series, "series", len(primals))

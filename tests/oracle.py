@@ -52,12 +52,14 @@ def collapsed(f: Callable[..., Any], primals: Sequence[Any],
     Returns:
       ``([y_1, .., y_{K-1}] each stacked to (R, ...), Σ_r y_{K,r})``.
     """
-    count = np.shape(directions[0][0])[0]
-    per_direction = [taylor(f, primals, [[c[r] for c in cs] for cs in directions])
-                     for r in range(count)]
     order = len(directions[0])
-    lower = [jnp.stack([p[k] for p in per_direction]) for k in range(1, order)]
-    return lower, sum(p[order] for p in per_direction)
+
+    @jax.jit
+    def per_direction(primals: Sequence[Any], directions: Sequence[Sequence[Any]]) -> list[Any]:
+        return jax.vmap(lambda ds: taylor(f, primals, ds))(directions)
+
+    coefficients = per_direction(list(primals), [list(cs) for cs in directions])
+    return coefficients[1:order], coefficients[order].sum(0)
 
 
 def random_directions(key: Any, primals: Sequence[Any], order: int, count: int
@@ -76,9 +78,38 @@ def check_collapsed(f: Callable[..., Any], primals: Sequence[Any], order: int, c
     directions = random_directions(key, primals, order, count)
     series = tuple(tuple(cs[:-1]) for cs in directions)
     summed = tuple(cs[-1].sum(0) for cs in directions)
-    value, lower, top = stde.collapsed_jet(f, tuple(primals), series, summed)
+    value, lower, top = jax.jit(lambda p, s, t: stde.collapsed_jet(f, p, s, t))(
+        tuple(primals), series, summed)
     ref_lower, ref_top = collapsed(f, primals, directions)
     np.testing.assert_allclose(value, f(*primals), rtol=rtol, atol=atol)
     for k, (got, want) in enumerate(zip(lower, ref_lower), start=1):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"y_{k}")
+    np.testing.assert_allclose(top, ref_top, rtol=rtol, atol=atol, err_msg=f"summed y_{order}")
+
+
+def check_collapsed_against(f: Callable[..., Any], reference: Callable[..., Any],
+                            primals: Sequence[Any], order: int, count: int, key: Any,
+                            rtol: float = 1e-9, atol: float = 1e-9,
+                            lower: Sequence[bool] | None = None) -> None:
+    """Like :func:`check_collapsed`, with the oracle applied to ``reference`` instead of ``f``.
+
+    For functions the oracle cannot differentiate to high order, or differentiates
+    differently (``custom_vjp``, ``custom_jvp`` with surrogate rules, iterative solvers,
+    primitives without batching rules): ``reference`` is the plain mathematical function.
+    ``lower[i] = False`` gives primal ``i`` no lower coefficients, only a summed top.
+    """
+    import stde
+
+    lower = [True] * len(primals) if lower is None else list(lower)
+    directions = [cs if keep else [jnp.zeros_like(c) for c in cs[:-1]] + [cs[-1]]
+                  for cs, keep in zip(random_directions(key, primals, order, count), lower)]
+    series = tuple(tuple(cs[:-1]) if keep else (None,) * (order - 1)
+                   for cs, keep in zip(directions, lower))
+    summed = tuple(cs[-1].sum(0) for cs in directions)
+    value, got_lower, top = jax.jit(lambda p, s, t: stde.collapsed_jet(f, p, s, t))(
+        tuple(primals), series, summed)
+    ref_lower, ref_top = collapsed(reference, primals, directions)
+    np.testing.assert_allclose(value, reference(*primals), rtol=rtol, atol=atol)
+    for k, (got, want) in enumerate(zip(got_lower, ref_lower), start=1):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"y_{k}")
     np.testing.assert_allclose(top, ref_top, rtol=rtol, atol=atol, err_msg=f"summed y_{order}")

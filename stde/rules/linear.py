@@ -30,6 +30,7 @@ def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
 
     Returns:
       One :class:`JetValue` per result of ``primitive``; non-float results are constants.
+
     """
     def bind(*args: Any) -> list[Any]:
         out = bind_equation(primitive, params, *args)

@@ -37,6 +37,7 @@ def register(primitive: Primitive | str, rule: Rule | None = None) -> Any:
       >>> from stde.rules import elementwise
       >>> my_exp_p = jax.extend.core.Primitive("my_exp")
       >>> _ = stde.rules.register(my_exp_p, elementwise.unary_rule(elementwise.exp))
+
     """
     if rule is None:
         return lambda r: register(primitive, r)

@@ -77,7 +77,8 @@ def convolve(
     """``Σ_{(j, w) ∈ terms} w · a_j · b_{k-j}``, collapsed when ``k`` is the top order.
 
     Args:
-      a, b: series in the collapsed layout (long enough for the indices used).
+      a: first factor's series in the collapsed layout (long enough for the indices used).
+      b: second factor's series, likewise.
       k: the coefficient being computed.
       order: ``K``; at ``k == K`` products of two per-direction factors are summed
         over directions and the result has no direction axis.
@@ -86,6 +87,7 @@ def convolve(
 
     Returns:
       The coefficient, or ``None`` when every term is a symbolic zero.
+
     """
     total: Coefficient = None
     per_direction: Coefficient = None
