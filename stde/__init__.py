@@ -1,7 +1,11 @@
 """stde: Taylor-mode differential operators for JAX (collapsed Taylor mode and STDE)."""
 
-from stde import rules
+from stde import operators, rules
+from stde.exact import operator
 from stde.jets import collapsed_jet, jet
+from stde.shorthands import biharmonic, laplacian
+from stde.stochastic import stochastic_operator
 
-__all__ = ["collapsed_jet", "jet", "rules"]
+__all__ = ["biharmonic", "collapsed_jet", "jet", "laplacian", "operator", "operators", "rules",
+           "stochastic_operator"]
 __version__ = "0.1.0"

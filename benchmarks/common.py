@@ -1,0 +1,174 @@
+"""Shared pieces of the benchmark harness: the network, measuring one compiled function, fits.
+
+Every figure comes from one ``jax.jit``-compiled executable: XLA flops
+(``compiled.cost_analysis()``), temporary buffer bytes
+(``compiled.memory_analysis().temp_size_in_bytes``) and the median wall time of
+``repeats`` calls after one warm-up call (``block_until_ready``). Flops and bytes are
+deterministic; wall times depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = list[tuple[jax.Array, jax.Array]]
+
+PAPER_HIDDEN = (768, 768, 512, 512)
+"""Hidden widths of the collapsing paper's tanh MLP ``D → 768 → 768 → 512 → 512 → 1``."""
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU count, backend and library versions, for labelling results."""
+    import jaxlib
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import folx
+
+        info["folx"] = getattr(folx, "__version__", "installed")
+    except ImportError:
+        info["folx"] = None
+    return info
+
+
+def machine_label(info: dict[str, Any]) -> str:
+    """One line naming the machine, e.g. for a plot title."""
+    return (f"{info['backend']} · {info['processor']} · {info['cpu_count']} CPUs · "
+            f"jax {info['jax']}")
+
+
+def init_mlp(key: jax.Array, dim: int, hidden: Sequence[int]) -> Params:
+    """Weights of a tanh MLP ``dim → hidden… → 1`` (LeCun-normal weights, zero biases)."""
+    widths = [dim, *hidden, 1]
+    params = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        key, sub = jax.random.split(key)
+        params.append((jax.random.normal(sub, (fan_in, fan_out), jnp.float32) / math.sqrt(fan_in),
+                       jnp.zeros((fan_out,), jnp.float32)))
+    return params
+
+
+def mlp(params: Params, x: jax.Array) -> jax.Array:
+    """The scalar tanh MLP at one point ``x`` of shape ``(D,)``."""
+    h = x
+    for i, (weight, bias) in enumerate(params):
+        h = h @ weight + bias
+        if i < len(params) - 1:
+            h = jnp.tanh(h)
+    return h[0]
+
+
+def _first(analysis: Any) -> dict[str, Any]:
+    """``cost_analysis()`` is a dict in some jax versions, a list of dicts in others."""
+    if isinstance(analysis, list | tuple):
+        return analysis[0] if analysis else {}
+    return analysis or {}
+
+
+@dataclasses.dataclass
+class Measurement:
+    """Figures of one compiled function.
+
+    Attributes:
+      median_s: median wall time of one call (after compilation and one warm-up).
+      min_s: fastest call.
+      flops: XLA's flop count of the optimised HLO.
+      temp_bytes: temporary buffer bytes of the executable.
+      compile_s: lowering + compilation time.
+      output: the first call's result (kept for cross-method checks, not serialised).
+    """
+
+    median_s: float
+    min_s: float
+    flops: float | None
+    temp_bytes: int | None
+    compile_s: float
+    output: Any = dataclasses.field(repr=False, default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready figures (without the output)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "output"}
+
+
+def compile_stats(compiled: Any) -> tuple[float | None, int | None]:
+    """``(flops, temp_bytes)`` of a compiled executable."""
+    flops = _first(compiled.cost_analysis()).get("flops")
+    memory = compiled.memory_analysis()
+    temp = None if memory is None else int(memory.temp_size_in_bytes)
+    return (None if flops is None else float(flops)), temp
+
+
+def measure(fn: Callable[..., Any], args: Sequence[Any], repeats: int,
+            max_seconds: float = 20.0) -> Measurement:
+    """Compiles ``jax.jit(fn)`` for ``args`` and times it.
+
+    Args:
+      fn: the function to benchmark.
+      args: its arguments (arrays or pytrees of arrays; all traced, none static).
+      repeats: timed calls after one warm-up call (fewer if ``max_seconds`` runs out).
+      max_seconds: stop timing after this much wall time (at least 3 calls are timed).
+
+    Returns:
+      The :class:`Measurement`.
+    """
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    flops, temp = compile_stats(compiled)
+    output = jax.block_until_ready(compiled(*args))
+    times = []
+    budget_end = time.perf_counter() + max_seconds
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() > budget_end:
+            break
+    return Measurement(statistics.median(times), min(times), flops, temp, compile_s, output)
+
+
+def grad_temp_bytes(fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
+    """Temp bytes of ``grad`` (w.r.t. the first argument) of ``sum(fn(*args))``, compiled only."""
+    compiled = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a)))).lower(*args).compile()
+    return compile_stats(compiled)[1]
+
+
+def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares line ``y ≈ intercept + slope · x``; returns ``(slope, intercept)``."""
+    x = np.asarray(xs, float)
+    y = np.asarray(ys, float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan"), float(y.mean()) if len(y) else float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def relative_difference(a: Any, b: Any) -> float:
+    """``max|a-b| / max(max|b|, tiny)`` over all leaves."""
+    a_leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(a)]
+    b_leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(b)]
+    diff = max(float(np.max(np.abs(x - y))) for x, y in zip(a_leaves, b_leaves))
+    scale = max(float(np.max(np.abs(y))) for y in b_leaves)
+    return diff / max(scale, 1e-30)

@@ -1,0 +1,82 @@
+"""Command line: ``python -m benchmarks.run --suite NAME [--size small|paper] [--tiny]``.
+
+Runs the chosen suites (``all`` runs every suite) in one process, prints progress and
+writes ``benchmarks/results/<suite>-<size>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from benchmarks import report
+from benchmarks.common import machine_info
+from benchmarks.suites import SIZES, SUITES, Size
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: bool = False,
+        command: str = "") -> dict[str, Any]:
+    """Runs ``suites`` at ``size`` (a name from ``SIZES`` or a :class:`Size`).
+
+    Returns:
+      The result dictionary (machine, config, per-suite rows with ratios and slopes,
+      targets); nothing is written.
+    """
+    size = SIZES[size] if isinstance(size, str) else size
+    size_name = size.name
+    if repeats is not None:
+        size = dataclasses.replace(size, repeats=repeats)
+    log = (lambda _: None) if quiet else (lambda s: print(s, flush=True))
+    result: dict[str, Any] = {"size": size_name, "command": command, "machine": machine_info(),
+                              "config": size.__dict__, "suites": {}}
+    start = time.perf_counter()
+    for name in suites:
+        log(f"== {name} ({size_name})")
+        suite = SUITES[name](size, log=log)
+        report.add_ratios(suite)
+        report.add_slopes(suite)
+        result["suites"][name] = suite
+    result["total_s"] = time.perf_counter() - start
+    result["targets"] = report.evaluate_targets(result["suites"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="all", choices=["all", *SUITES],
+                        help="suite to run (default: all)")
+    parser.add_argument("--size", default="small", choices=["small", "paper"],
+                        help="problem size (default: small, a few minutes on 2 cores)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny shapes, 2 repeats: a smoke test of the harness")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    parser.add_argument("--note", default="", help="free text about the machine (e.g. 'shared')")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_platforms", jax.config.jax_platforms or "cpu")
+    size = "tiny" if args.tiny else args.size
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    command = "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:])
+    result = run(names, size, args.repeats, command=command.strip())
+    result["machine_note"] = args.note
+    paths = report.write(result, args.out, f"{args.suite}-{size}", figure=not args.no_plot)
+    print("\n".join(["", *(f"{t['target']} [{t['method']}, {t['at']}]: {t['ratio']:.3f}× "
+                           f"({'met' if t['met'] else 'NOT met'})" for t in result["targets"])]))
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The benchmark suites, by name."""
+
+from benchmarks.suites.base import SIZES, Size
+from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stochastic_biharmonic
+from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
+from benchmarks.suites.pinn import pinn_step
+
+SUITES = {
+    "laplacian": exact_laplacian,
+    "weighted_laplacian": weighted_laplacian,
+    "stochastic_laplacian": stochastic_laplacian,
+    "biharmonic": exact_biharmonic,
+    "stochastic_biharmonic": stochastic_biharmonic,
+    "mixed": mixed_operator,
+    "pinn": pinn_step,
+}
+
+__all__ = ["SIZES", "SUITES", "Size"]

@@ -1,0 +1,114 @@
+"""Suite plumbing: sizes, a sweep runner that measures every method per sweep value."""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+from benchmarks.common import (
+    PAPER_HIDDEN,
+    Measurement,
+    grad_temp_bytes,
+    measure,
+    relative_difference,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """Problem sizes of one run.
+
+    Attributes:
+      name: ``tiny``, ``small`` or ``paper``.
+      hidden: hidden widths of the tanh MLP.
+      batches: batch sizes of the batch sweeps.
+      samples: sample counts of the sample sweeps.
+      sweep_batch: batch size used in sample/ratio sweeps.
+      laplacian_dim, biharmonic_dim, stochastic_dim: ``D`` of those suites.
+      pinn_dims: the ``D`` of the PINN suite; ``pinn_batch`` and ``pinn_samples`` its batch
+        and sampled coordinates per step.
+      repeats: timed calls per measurement.
+    """
+
+    name: str
+    hidden: tuple[int, ...]
+    batches: tuple[int, ...]
+    samples: tuple[int, ...]
+    sweep_batch: int
+    laplacian_dim: int
+    biharmonic_dim: int
+    stochastic_dim: int
+    pinn_dims: tuple[int, ...]
+    pinn_hidden: tuple[int, ...]
+    pinn_batch: int
+    pinn_samples: int
+    repeats: int
+
+
+SIZES = {
+    "tiny": Size("tiny", (8, 8), (1, 2), (1, 2), 2, 4, 3, 4, (10, 20), (8,), 2, 2, 2),
+    "small": Size("small", (256, 256, 128, 128), (1, 8, 32), (1, 4, 16, 32), 8, 50, 5, 50,
+                  (100, 1000, 10000), (128, 128, 128), 16, 16, 7),
+    "paper": Size("paper", PAPER_HIDDEN, (1, 16, 64), (1, 4, 16, 64), 16, 50, 5, 50,
+                  (100, 1000, 10000), PAPER_HIDDEN, 64, 16, 5),
+}
+
+Case = dict[str, tuple[Callable[..., Any], Sequence[Any]]]
+"""Per method: the function to compile and its arguments."""
+
+
+def run_sweep(variable: str, values: Sequence[int], build: Callable[[int], Case], repeats: int,
+              reference: str = "nested", compare: Callable[[str], bool] = lambda _: True,
+              grad_methods: Sequence[str] = (), log: Callable[[str], None] = print
+              ) -> list[dict[str, Any]]:
+    """Measures every method of ``build(value)`` for each sweep value.
+
+    Args:
+      variable: the swept quantity's name (``batch``, ``samples``, ``dim``, …).
+      values: its values.
+      build: ``value -> {method: (fn, args)}``.
+      repeats: timed calls per measurement.
+      reference: the method other outputs are compared with.
+      compare: whether a method's output should equal the reference's (same directions).
+      grad_methods: methods whose differentiable variant's temp bytes are also recorded
+        at the last sweep value (gradient of the summed output w.r.t. the first argument).
+      log: progress printer.
+
+    Returns:
+      Rows ``{variable: value, "method", figures…, "rel_diff", "error"}``.
+    """
+    rows = []
+    for value in values:
+        outputs: dict[str, Any] = {}
+        for method, (fn, args) in build(value).items():
+            row: dict[str, Any] = {variable: value, "method": method}
+            try:
+                m: Measurement = measure(fn, args, repeats)
+                row.update(m.as_dict())
+                outputs[method] = m.output
+                if method in grad_methods and value == values[-1]:
+                    row["grad_temp_bytes"] = grad_temp_bytes(fn, args)
+            except Exception as e:  # a method failing must not stop the others
+                row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                log(traceback.format_exc(limit=3))
+            rows.append(row)
+            log(_describe(row, variable))
+        base = outputs.get(reference)
+        for row in rows:
+            if row[variable] == value and row["method"] in outputs and base is not None \
+                    and compare(row["method"]):
+                row["rel_diff"] = relative_difference(outputs[row["method"]], base)
+        jax.clear_caches()
+    return rows
+
+
+def _describe(row: dict[str, Any], variable: str) -> str:
+    if "error" in row:
+        return f"  {variable}={row[variable]:<6} {row['method']:<16} ERROR {row['error']}"
+    flops = row["flops"] or float("nan")
+    return (f"  {variable}={row[variable]:<6} {row['method']:<16} {row['median_s'] * 1e3:9.2f} ms  "
+            f"{flops:10.3e} flops  {row['temp_bytes'] / 2**20:8.2f} MiB temp")

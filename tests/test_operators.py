@@ -1,0 +1,279 @@
+"""Exact operators against einsum contractions of nested jax.jacfwd tensors (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stde
+import stde.operators as ops
+from stde import passes
+
+RTOL = 1e-9
+
+
+def tanh_net(seed, dim, width=6, out=1):
+    keys = jax.random.split(jax.random.key(seed), 6)
+    params = {
+        "w1": jax.random.normal(keys[0], (dim, width)) / jnp.sqrt(dim),
+        "b1": 0.1 * jax.random.normal(keys[1], (width,)),
+        "w2": jax.random.normal(keys[2], (width, width)) / jnp.sqrt(width),
+        "b2": 0.1 * jax.random.normal(keys[3], (width,)),
+        "w3": jax.random.normal(keys[4], (width, out)) / jnp.sqrt(width),
+    }
+
+    def apply(p, x):
+        h = jnp.tanh(x.reshape(-1) @ p["w1"] + p["b1"])
+        h = jnp.tanh(h @ p["w2"] + p["b2"])
+        y = h @ p["w3"]
+        return y[0] if out == 1 else y
+
+    return params, apply
+
+
+def derivative(f, x, order):
+    """The order-``order`` derivative tensor by nested jax.jacfwd (jitted: eager is slow)."""
+    g = f
+    for _ in range(order):
+        g = jax.jacfwd(g)
+    return jax.jit(g)(x)
+
+
+def nested(f, order):
+    for _ in range(order):
+        f = jax.jacfwd(f)
+    return f
+
+
+def point(seed, dim):
+    return 0.5 * jax.random.normal(jax.random.key(100 + seed), (dim,))
+
+
+# ----------------------------------------------------------------------------- algebra
+
+def test_algebra_repr_and_merging():
+    op = ops.laplacian() - 2 * ops.partial(0, 1, 1) + 0.5 * ops.biharmonic()
+    assert repr(op) == "laplacian() - 2 * partial(0, 1, 1) + 0.5 * biharmonic()"
+    assert repr(-ops.diagonal(3)) == "-diagonal(3)"
+    assert repr(ops.partial(3, 0, 0)) == "partial(0, 0, 3)"
+    assert ops.partial(1, 0) == ops.partial(0, 1)
+    assert ops.laplacian() == ops.diagonal(2)
+    assert ops.laplacian() + ops.laplacian() == 2 * ops.laplacian()
+    assert (ops.laplacian() - ops.laplacian()).terms == ()
+    assert repr(ops.laplacian() - ops.laplacian()) == "Operator(0)"
+    assert ops.from_terms({(0, 0): 1.0, (0, 1, 1): -2.0}) == ops.partial(0, 0) - 2 * ops.partial(
+        0, 1, 1)
+    assert (ops.laplacian() * np.float64(3.0)).terms[0][1] == 3.0
+    assert (ops.laplacian() / 4).terms[0][1] == 0.25
+    sigma = np.ones((3, 2))
+    w = ops.weighted_laplacian(sigma)
+    assert len((w + w).terms) == 1 and (w + w).terms[0][1] == 2
+    assert len((w + ops.weighted_laplacian(sigma)).terms) == 2  # identity, not value, equality
+    assert "weighted_laplacian" in repr(w)
+    assert op.order == 4
+
+
+def test_algebra_errors():
+    with pytest.raises(TypeError, match="scalars only"):
+        ops.laplacian() * ops.laplacian()
+    with pytest.raises(TypeError, match="concrete real numbers"):
+        ops.laplacian() * "2"
+    with pytest.raises(ValueError, match="non-negative integers"):
+        ops.partial(0, -1)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        ops.partial(0.5)
+    with pytest.raises(ValueError, match="order >= 1"):
+        ops.diagonal(0)
+    with pytest.raises(TypeError, match="mapping"):
+        ops.from_terms([(0, 0)])
+
+
+# ----------------------------------------------------------------------------- families
+
+def _weighted_sigma(dim):
+    return jax.random.normal(jax.random.key(7), (dim, 3))
+
+
+FAMILIES = {
+    "laplacian": (lambda d: ops.laplacian(), 2, lambda t, d: jnp.einsum("ii", t)),
+    "diagonal1": (lambda d: ops.diagonal(1), 1, lambda t, d: t.sum()),
+    "diagonal3": (lambda d: ops.diagonal(3), 3, lambda t, d: jnp.einsum("iii", t)),
+    "diagonal4": (lambda d: -ops.diagonal(4), 4, lambda t, d: -jnp.einsum("iiii", t)),
+    "weighted": (lambda d: 2.5 * ops.weighted_laplacian(_weighted_sigma(d)), 2,
+                 lambda t, d: 2.5 * jnp.einsum("ij,ir,jr", t, _weighted_sigma(d),
+                                               _weighted_sigma(d))),
+    "weighted_callable": (
+        lambda d: ops.weighted_laplacian(lambda x: jnp.outer(jnp.cos(x), jnp.ones(2))), 2,
+        None),
+    "biharmonic": (lambda d: ops.biharmonic(), 4, lambda t, d: jnp.einsum("iijj", t)),
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_matches_jacfwd(name, x64):
+    make, order, contract = FAMILIES[name]
+    dim = 4
+    params, apply = tanh_net(1, dim)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(1, dim)
+    tensor = derivative(f, x, order)
+    if contract is None:  # σ(x) = cos(x) 1ᵀ: Σ_r σ_rᵀ H σ_r = 2 cos(x)ᵀ H cos(x)
+        want = 2 * jnp.cos(x) @ tensor @ jnp.cos(x)
+    else:
+        want = contract(tensor, dim)
+    got = jax.jit(stde.operator(f, make(dim)))(x)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-12)
+
+
+def test_biharmonic_methods_agree_and_bad_method(x64):
+    params, apply = tanh_net(2, 3)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(2, 3)
+    want = jnp.einsum("iijj", derivative(f, x, 4))
+    for method in ("nested", "interpolation"):
+        got = jax.jit(stde.operator(f, 3 * ops.biharmonic(), biharmonic_method=method))(x)
+        np.testing.assert_allclose(got, 3 * want, rtol=RTOL)
+    with pytest.raises(ValueError, match="biharmonic_method"):
+        stde.operator(f, ops.biharmonic(), biharmonic_method="fast")
+    with pytest.raises(ValueError, match="partial_method"):
+        stde.operator(f, ops.biharmonic(), partial_method="fast")
+
+
+# ----------------------------------------------------------------------------- explicit partials
+
+def random_terms(seed, dim, max_order):
+    rng = np.random.default_rng(seed)
+    terms = {}
+    for order in range(1, max_order + 1):
+        for _ in range(2):
+            indices = tuple(int(i) for i in rng.integers(0, dim, order))
+            terms[indices] = float(rng.normal())
+    terms[(0, 1, 2)] = 0.7  # three distinct coordinates
+    terms[(0, 1, 2, 2)] = -1.3
+    terms[(0, 1, 2, 3)] = 0.4
+    terms[(1, 1, 3, 3)] = 2.0
+    return terms
+
+
+def reference(f, x, terms):
+    tensors = {k: derivative(f, x, k) for k in {len(i) for i in terms}}
+    return sum(c * tensors[len(i)][i] for i, c in terms.items())
+
+
+@pytest.mark.parametrize("seed, method", [(0, "auto"), (1, "interpolation"), (2, "auto")])
+def test_random_multi_index_combinations_match_jacfwd(seed, method, x64):
+    dim = 4
+    params, apply = tanh_net(seed, dim)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(seed, dim)
+    terms = random_terms(seed, dim, 4)
+    got = jax.jit(stde.operator(f, ops.from_terms(terms), partial_method=method))(x)
+    np.testing.assert_allclose(got, reference(f, x, terms), rtol=RTOL, atol=1e-12)
+
+
+def test_slot_construction_matches_jacfwd(x64):
+    dim = 3
+    params, apply = tanh_net(5, dim, width=4)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(5, dim)
+    terms = {(0, 1): 1.5, (0, 0, 2): -0.5, (1, 2): 2.0, (2, 2, 2): 1.0}
+    got = jax.jit(stde.operator(f, ops.from_terms(terms), partial_method="slots"))(x)
+    np.testing.assert_allclose(got, reference(f, x, terms), rtol=RTOL, atol=1e-12)
+
+
+def test_mixed_sum_and_identity_term(x64):
+    dim = 4
+    params, apply = tanh_net(3, dim)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(3, dim)
+    op = (ops.laplacian() - 0.5 * ops.partial(0, 1) + ops.partial(2) + 3 * ops.partial()
+          + ops.biharmonic() - ops.diagonal(3))
+    t1, t2, t3, t4 = (derivative(f, x, k) for k in range(1, 5))
+    want = (jnp.trace(t2) - 0.5 * t2[0, 1] + t1[2] + 3 * f(x) + jnp.einsum("iijj", t4)
+            - jnp.einsum("iii", t3))
+    np.testing.assert_allclose(jax.jit(stde.operator(f, op))(x), want, rtol=RTOL)
+
+
+def test_terms_of_one_order_share_one_collapsed_pass(x64):
+    """Laplacian + weighted + ∂0∂1: one order-2 pass per sign, equal directions merged."""
+    dim = 3
+    rows = passes.SparseRows()
+    for i in range(dim):
+        rows.add(2, ((1, passes.basis(i)),), 1)
+    stde.exact.add_partial(rows, ops.Partial((0, 1)), 1, "interpolation")
+    # 2e_0 merges into e_0 (weight 1 - 1/2), 2e_1 into e_1: directions e_0, e_1, e_2, e_0+e_1
+    assert len(rows.rows[2]) == 4
+    directions = rows.directions(dim, jnp.float64)
+    directions += passes.scaled(2, [jnp.ones((2, dim))], 1.0)
+    merged = passes.merge(directions)
+    assert [(d.order, d.sign, d.count) for d in merged] == [(2, 1, 6)]
+
+
+# ----------------------------------------------------------------------------- shapes / args
+
+def test_vector_output_argnums_and_with_value(x64):
+    params, apply = tanh_net(4, 4, out=3)
+
+    def f(scale, x):  # x is (2, 2): indices refer to x.ravel()
+        return scale * apply(params, x)
+
+    x = point(4, 4).reshape(2, 2)
+    g = stde.operator(f, ops.laplacian() + ops.partial(0, 3), argnums=1, with_value=True)
+    value, got = jax.jit(g)(2.0, x)
+    hess = jax.jacfwd(jax.jacfwd(lambda y: f(2.0, y.reshape(2, 2))))(x.reshape(-1))
+    want = jnp.einsum("oii->o", hess) + hess[:, 0, 3]
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, want, rtol=RTOL)
+    np.testing.assert_allclose(value, f(2.0, x), rtol=RTOL)
+
+
+def test_jit_vmap_grad(x64):
+    dim = 3
+    params, apply = tanh_net(6, dim)
+    xs = jax.random.normal(jax.random.key(9), (5, dim))
+    op = ops.laplacian() + 0.3 * ops.partial(0, 1, 2)
+
+    def loss(p):
+        g = stde.operator(lambda x: apply(p, x), op)
+        return jnp.sum(jax.jit(jax.vmap(g))(xs) ** 2)
+
+    def loss_ref(p):
+        def one(x):
+            f = lambda y: apply(p, y)  # noqa: E731
+            t2, t3 = nested(f, 2)(x), nested(f, 3)(x)
+            return jnp.trace(t2) + 0.3 * t3[0, 1, 2]
+        return jnp.sum(jax.vmap(one)(xs) ** 2)
+
+    np.testing.assert_allclose(jax.jit(loss)(params), jax.jit(loss_ref)(params), rtol=RTOL)
+    grads, grads_ref = jax.jit(jax.grad(loss))(params), jax.jit(jax.grad(loss_ref))(params)
+    for k in params:
+        np.testing.assert_allclose(grads[k], grads_ref[k], rtol=1e-8, atol=1e-12)
+
+
+def test_shorthands_exact(x64):
+    params, apply = tanh_net(8, 3)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(8, 3)
+    np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), jnp.trace(derivative(f, x, 2)),
+                               rtol=RTOL)
+    np.testing.assert_allclose(jax.jit(stde.biharmonic(f))(x),
+                               jnp.einsum("iijj", derivative(f, x, 4)), rtol=RTOL)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_errors_are_clear():
+    f = lambda x: jnp.tanh(x).sum()  # noqa: E731
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="only 3 flattened coordinates"):
+        stde.operator(f, ops.partial(0, 3))(x)
+    with pytest.raises(TypeError, match="Operator"):
+        stde.operator(f, "laplacian")
+    with pytest.raises(ValueError, match="out of range"):
+        stde.operator(f, ops.laplacian(), argnums=2)(x)
+    with pytest.raises(TypeError, match="argnums"):
+        stde.operator(f, ops.laplacian(), argnums=(0,))(x)
+    with pytest.raises(TypeError, match="floating-point"):
+        stde.operator(f, ops.laplacian())(jnp.arange(3))
+    with pytest.raises(ValueError, match=r"shape \(D, R\)"):
+        stde.operator(f, ops.weighted_laplacian(jnp.ones((2, 2))))(x)

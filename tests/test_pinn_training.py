@@ -1,0 +1,124 @@
+"""Short PINN training runs, the estimators and data-parallel sharding of examples/."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
+sys.path.insert(0, EXAMPLES)
+
+import pinn_equations as pe  # noqa: E402
+import train_pinn as tp  # noqa: E402
+
+
+def fixed_batch_losses(name, method, steps=25, d=3):
+    """Loss on one fixed batch before and after ``steps`` Adam steps on that batch."""
+    equation = pe.make_equation(name, 1 if name == "kdv" else d)
+    loss = tp.make_loss(equation, tp.make_estimate(equation, method, 2))
+    params = tp.init_mlp(jax.random.PRNGKey(0), [equation.input_dim, 8, 8, 1])
+    points = equation.sample(jax.random.PRNGKey(1), 16)
+    keys = jax.random.split(jax.random.PRNGKey(2), 16)
+    optimizer = optax.adam(1e-2)
+
+    @jax.jit
+    def run(params):
+        def body(carry, _):
+            params, state = carry
+            value, grads = jax.value_and_grad(loss)(params, points, keys)
+            updates, state = optimizer.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), value
+
+        (params, _), values = jax.lax.scan(body, (params, optimizer.init(params)), None, steps)
+        return values[0], loss(params, points, keys)
+
+    return [float(v) for v in run(params)]
+
+
+@pytest.mark.parametrize("name", sorted(pe.EQUATIONS))
+def test_short_training_decreases_the_loss(name):
+    before, after = fixed_batch_losses(name, "sparse")
+    assert np.isfinite(after) and after < 0.7 * before, (before, after)
+
+
+@pytest.mark.parametrize("method", ["dense", "exact", "sdgd"])
+def test_other_methods_train(method):
+    before, after = fixed_batch_losses("allen_cahn", method)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_estimators_agree_when_sampling_everything():
+    """Sparse STDE and SDGD with n_samples = d are exact; all match stde.operator."""
+    equation = pe.make_equation("fokker_planck", 3)
+    params = tp.init_mlp(jax.random.PRNGKey(0), [3, 8, 1])
+    u = lambda x: equation.ansatz(lambda q: tp.mlp(params, q), x)  # noqa: E731
+    x = equation.sample(jax.random.PRNGKey(1), 1)[0]
+    key = jax.random.PRNGKey(2)
+    values = {m: tp.make_estimate(equation, m, 3)(u, x, key=key)[1]
+              for m in ("exact", "sparse", "sdgd")}
+    np.testing.assert_allclose(values["sparse"], values["exact"], rtol=1e-5)
+    np.testing.assert_allclose(values["sdgd"], values["exact"], rtol=1e-5)
+
+
+def test_train_writes_summary_and_plot(tmp_path):
+    config = tp.Config(equation="poisson", dim=3, steps=6, batch=8, width=8, depth=1,
+                       n_samples=2, n_test=64, eval_every=2, out=str(tmp_path), quiet=True)
+    summary = tp.train(config)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["steps"] == 6 and (tmp_path / "curves.png").stat().st_size > 0
+    for field in ("relative_l2_error", "trivial_predictor_error", "iterations_per_second",
+                  "peak_rss_mib"):
+        assert np.isfinite(summary[field])
+
+
+def test_sharded_loss_equals_single_device_loss():
+    """Two forced CPU devices: the sharded loss on the same batch equals the unsharded."""
+    code = textwrap.dedent(f"""
+        import os, sys
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        sys.path.insert(0, {EXAMPLES!r})
+        import jax, train_pinn as tp
+        assert len(jax.devices()) == 2
+        eq = tp.make_equation("allen_cahn", 4)
+        loss = tp.make_loss(eq, tp.make_estimate(eq, "sparse", 2))
+        params = tp.init_mlp(jax.random.PRNGKey(0), [4, 8, 1])
+        out = []
+        for n in (1, 2):
+            sharding = tp.batch_sharding(n)
+            f = jax.jit(jax.value_and_grad(
+                lambda p, k: loss(p, *tp.collocation(eq, k, 8, sharding))))
+            value, grads = f(params, jax.random.PRNGKey(1))
+            hlo = f.lower(params, jax.random.PRNGKey(1)).compile().as_text()
+            out.append((float(value), float(grads[0][0].sum()), "all-reduce" in hlo))
+        print(out)
+        (v1, g1, r1), (v2, g2, r2) = out
+        assert r2 and not r1, out
+        assert abs(v1 - v2) <= 1e-5 * abs(v1) and abs(g1 - g2) <= 1e-4 * (abs(g1) + 1e-3), out
+    """)
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_too_many_devices_is_a_clear_error():
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+        tp.batch_sharding(len(jax.devices()) + 1)
+
+
+@pytest.mark.slow
+def test_sparse_stde_step_memory_at_high_dimension():
+    """D = 10⁴: peak RSS under 2 GiB; D = 10⁵: the step runs (measure_memory.py)."""
+    import measure_memory
+
+    small = measure_memory.measure(10_000, steps=3, batch=16, n_samples=16, width=128)
+    assert small["peak_rss_mib"] < 2048, small
+    large = measure_memory.measure(100_000, steps=2, batch=16, n_samples=16, width=128)
+    assert np.isfinite(large["iterations_per_second"]), large
