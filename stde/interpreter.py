@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 
 from stde.core import JetValue, bind_equation
@@ -43,7 +44,10 @@ class Interpreter:
         env: dict[Any, JetValue] = {}
 
         def read(var: Any) -> JetValue:
-            return self.constant(var.val) if isinstance(var, Literal) else env[var]
+            if isinstance(var, Literal):
+                # Weak-typed scalar literals are Python-float subclasses (no ``ndim``).
+                return self.constant(np.asarray(var.val, var.aval.dtype))
+            return env[var]
 
         env.update(zip(jaxpr.constvars, map(self.constant, consts)))
         env.update(zip(jaxpr.invars, inputs, strict=True))

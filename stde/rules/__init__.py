@@ -4,7 +4,13 @@ Importing this package registers every built-in rule. Add your own with
 :func:`register`.
 """
 
-from stde.rules import arithmetic, elementwise, linear, piecewise  # noqa: F401  (registers)
+from stde.rules import (  # noqa: F401  (registers)
+    arithmetic,
+    control_flow,
+    elementwise,
+    linear,
+    piecewise,
+)
 from stde.rules.fallback import UnsupportedPrimitiveError
 from stde.rules.registry import lookup, register, registered_names
 

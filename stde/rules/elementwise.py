@@ -1,84 +1,528 @@
 """Elementwise nonlinear primitives through ``O(K²)`` Taylor recurrences.
 
-Each function maps the input series ``x`` (collapsed layout, see
-:mod:`stde.rules.series`) to the output series. Most follow from an ODE
-``y' = a · x'`` (:func:`series.ode`), e.g. ``exp``: ``a = y``; ``tanh``: ``a = 1 - y²``;
-``log``: ``a = 1/x``. No Faà di Bruno enumeration anywhere.
+Each series function maps input series (collapsed layout, see :mod:`stde.rules.series`)
+to the output series. No Faà di Bruno enumeration anywhere; every rule is one of a few
+recurrences (Griewank & Walther, *Evaluating Derivatives*, ch. 13):
+
+* an ODE ``y' = a · x'`` (:func:`series.ode`) whose slope ``a`` is
+
+  - a quadratic in ``y`` (:func:`quadratic_ode`): ``exp``, ``exp2``, ``expm1``,
+    ``tanh``, ``tan``, ``logistic``;
+  - a power of a quadratic in ``x`` (:func:`power_series`): ``log`` and ``log1p``
+    (``(x + c)^-1``), ``atan``/``atanh`` (``(1 ± x²)^-1``),
+    ``asin``/``acos``/``asinh``/``acosh`` (``(±1 ± x²)^-1/2``);
+  - a Gaussian (:func:`gaussian_slope`): ``erf``, ``erfc`` (of ``x``), ``erf_inv``
+    (of ``y`` itself);
+
+* a coupled pair ``s' = c x'``, ``c' = ±s x'`` (:func:`coupled_pair`): ``sin``/``cos``,
+  ``sinh``/``cosh``;
+* a power ``y = u^p`` from ``u y' = p y u'`` (:func:`power_series`): ``sqrt``,
+  ``rsqrt``, ``cbrt``, ``pow`` with a constant exponent;
+* ``pow`` with a moving exponent as ``exp(b · log a)``, ``atan2`` from
+  ``z' = (b a' - a b') / (a² + b²)``.
+
+Every product goes through :func:`series.convolve`, so the summed top coefficient is
+collapsed automatically. Singular points are those of the derivative: ``sqrt``,
+``rsqrt``, ``cbrt`` and ``pow`` with a non-integer exponent at ``x = 0`` give
+non-finite coefficients (as the derivatives do), ``pow`` with a moving exponent needs
+a positive base, ``asin``/``acos``/``atanh`` need ``|x| < 1`` and ``acosh`` ``x > 1``.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
 from math import comb
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from stde.core import Context, JetValue
+from stde.core import Array, Coefficient, Context, JetValue
 from stde.rules import series
+from stde.rules.arithmetic import integer_pow_rule
 from stde.rules.linear import broadcast_coefficient
 from stde.rules.registry import register
 
 Series = series.Series
 SeriesFunction = Callable[[Sequence[Any], int], Series]
+BinarySeriesFunction = Callable[[Sequence[Any], Sequence[Any], int], Series]
+Slope = Callable[[Series, int], Coefficient]
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def unary_rule(function: SeriesFunction) -> Callable[..., JetValue]:
-    """A rule for ``y = f(x)`` from ``function(x_series, order) -> y_series``."""
+    """Make a rule for ``y = f(x)`` from ``function(x_series, order) -> y_series``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.rules import elementwise
+      >>> rule = elementwise.unary_rule(elementwise.exp)
+      >>> callable(rule)
+      True
+
+    """
     def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
         (x,) = inputs
+        if ctx.order == 2 and x.lower[0] is not None:
+            return second_order(function, x)
         return JetValue.from_coefficients(function(x.coefficients, ctx.order))
     return rule
 
 
-def binary_rule(function: Callable[[Sequence[Any], Sequence[Any], int], Series]
-                ) -> Callable[..., JetValue]:
-    """A rule for ``z = f(a, b)`` from ``function(a_series, b_series, order)``."""
+def second_order(function: SeriesFunction, x: JetValue) -> JetValue:
+    """``K = 2`` with ``f'`` and ``f''`` factored out of the sum over directions.
+
+    ``y_1 = f'(x0) x_1`` and ``Σ_r y_{2,r} = f'(x0) x_2 + f''(x0) Σ_r x_{1,r}²`` (the
+    forward Laplacian's form): two passes over the per-direction arrays instead of the
+    recurrence's four. ``f'`` and ``f''`` are read off the same recurrence, run on one
+    unit direction, so each primitive still has a single definition.
+    """
+    x1 = x.lower[0]
+    unit = jnp.ones((1, *np.shape(x.primal)), x1.dtype)
+    value, first, second = function([x.primal, unit, None], 2)
+    first = first[0]
+    lower = series.scale(x1, first, 1, 2)
+    summed = series.add(series.scale(x.summed, first, 2, 2), second * jnp.sum(x1 * x1, axis=0))
+    return JetValue(value, (lower,), summed)
+
+
+def broadcast_value(value: JetValue, shape: tuple[int, ...], order: int) -> JetValue:
+    """``value`` with its primal and every coefficient broadcast to ``shape``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.core import JetValue
+      >>> x = JetValue(jnp.float32(2.0), (jnp.ones((3,)),), None)
+      >>> broadcast_value(x, (2,), 2).lower[0].shape
+      (3, 2)
+
+    """
+    if np.shape(value.primal) == shape:
+        return value
+    return JetValue.from_coefficients(
+        [jnp.broadcast_to(value.primal, shape)]
+        + [None if c is None else broadcast_coefficient(c, k, order, shape)
+           for k, c in enumerate(value.coefficients[1:], start=1)])
+
+
+def broadcast_operands(inputs: Sequence[JetValue], order: int) -> list[JetValue]:
+    """Operands broadcast to their common shape (scalar literals, size-1 dimensions)."""
+    shape = np.broadcast_shapes(*(np.shape(x.primal) for x in inputs))
+    return [broadcast_value(x, shape, order) for x in inputs]
+
+
+def binary_rule(function: BinarySeriesFunction) -> Callable[..., JetValue]:
+    """Make a rule for ``z = f(a, b)`` from ``function(a_series, b_series, order)``.
+
+    The operands are broadcast to a common shape first, so ``function`` may assume
+    equal shapes: scalar literals such as ``atan2 1.0:f32[] x`` and size-1 dimensions
+    work.
+
+    Example:
+      >>> from stde.rules import elementwise
+      >>> rule = elementwise.binary_rule(elementwise.atan2)
+      >>> callable(rule)
+      True
+
+    """
     def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-        a, b = inputs
-        z = function(a.coefficients, b.coefficients, ctx.order)
-        shape = np.shape(z[0])
-        return JetValue.from_coefficients(
-            [z[0], *(None if c is None else broadcast_coefficient(c, k, ctx.order, shape)
-                     for k, c in enumerate(z[1:], start=1))])
+        a, b = broadcast_operands(inputs, ctx.order)
+        return JetValue.from_coefficients(function(a.coefficients, b.coefficients, ctx.order))
     return rule
 
 
-def exp(x: Sequence[Any], order: int) -> Series:
-    """``exp``: ``y' = y x'``."""
-    return series.ode(x, jnp.exp(x[0]), lambda y, m: y[m], order)
+def ode_terms(k: int) -> list[tuple[int, int]]:
+    """Weights of ``y_k = Σ_{j=1..k} C(k-1, j-1) x_j a_{k-j}`` for ``y' = a x'``."""
+    return [(j, comb(k - 1, j - 1)) for j in range(1, k + 1)]
 
 
-def log(x: Sequence[Any], order: int) -> Series:
-    """``log``: ``y' = x'/x``."""
-    one = [jnp.ones_like(x[0])] + [None] * order
-    return series.ode(x, jnp.log(x[0]), series.fixed(series.quotient(one, x, order, last=order - 1)), order)
+def _times(coefficient: Coefficient, weight: float) -> Coefficient:
+    """``weight · coefficient`` for a Python number, without multiplying by 0 or ±1."""
+    if coefficient is None or weight == 0:
+        return None
+    if weight == 1:
+        return coefficient
+    return -coefficient if weight == -1 else coefficient * weight
 
 
-def tanh(x: Sequence[Any], order: int) -> Series:
-    """``tanh``: ``y' = (1 - y²) x'``."""
-    def slope(y: Series, m: int) -> Any:
-        return 1 - y[0] ** 2 if m == 0 else series.sub(None, series.square(y, m, order))
-    return series.ode(x, jnp.tanh(x[0]), slope, order)
+def _is_constant(x: Sequence[Coefficient]) -> bool:
+    """Whether a series has no coefficient beyond its primal."""
+    return all(c is None for c in x[1:])
 
 
-def sin_cos(x: Sequence[Any], order: int) -> tuple[Series, Series]:
-    """``(sin, cos)`` together: ``s' = c x'``, ``c' = -s x'``."""
-    s: Series = [jnp.sin(x[0])]
-    c: Series = [jnp.cos(x[0])]
-    minus_s: Series = [-s[0]]
+def _shifted(x: Sequence[Coefficient], shift: Array) -> Series:
+    """Shift the primal: the series of ``x + shift`` for a constant ``shift``."""
+    return [x[0] + shift, *x[1:]]
+
+
+def _signed_square(x: Sequence[Coefficient], constant: float, sign: int, order: int) -> Series:
+    """Series of ``constant + sign · x²``, coefficients ``0 .. order-1`` (slopes only)."""
+    return [constant + sign * x[0] ** 2] + [
+        _times(series.square(x, k, order), sign) for k in range(1, order)]
+
+
+# ------------------------------------------------------------------ shared recurrences
+
+
+def quadratic_ode(x: Sequence[Any], y0: Array, constant: float, linear: float,
+                  quadratic: float, order: int) -> Series:
+    """Series of ``y`` with ``y' = (constant + linear·y + quadratic·y²) · x'``, ``y(0) = y0``.
+
+    ``exp`` is ``(0, 1, 0)``, ``expm1`` ``(1, 1, 0)``, ``tanh`` ``(1, 0, -1)``,
+    ``tan`` ``(1, 0, 1)``, ``logistic`` ``(0, 1, -1)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = [jnp.float32(0.0), jnp.ones(1), None]        # K = 2, R = 1
+      >>> y = quadratic_ode(x, jnp.float32(0.0), 1.0, 0.0, 1.0, 2)   # tan
+      >>> [float(y[1][0]), float(y[2])]
+      [1.0, 0.0]
+
+    """
+    def slope(y: Series, m: int) -> Coefficient:
+        if m == 0:
+            terms = (jnp.full_like(y[0], constant) if constant else None, _times(y[0], linear),
+                     _times(y[0] ** 2, quadratic) if quadratic else None)
+            return functools.reduce(series.add, terms)
+        quadratic_part = _times(series.square(y, m, order), quadratic) if quadratic else None
+        return series.add(_times(y[m], linear), quadratic_part)
+    return series.ode(x, y0, slope, order)
+
+
+def power_series(u: Sequence[Any], exponent: Array | float, order: int,
+                 y0: Array | None = None, last: int | None = None) -> Series:
+    """Series of ``y = u^p`` from ``u y' = p y u'`` (``p`` a constant).
+
+    ``u_0 y_k = Σ_{j=1..k} (p C(k-1, j-1) - C(k-1, j)) u_j y_{k-j}``. Singular at
+    ``u_0 = 0`` (non-finite coefficients) even where ``u^p`` is smooth there; integer
+    powers that must work at zero use :func:`stde.rules.arithmetic.power`.
+
+    Args:
+      u: the base series.
+      exponent: ``p``, a Python number or an array broadcastable to ``u``'s primal.
+      order: ``K`` of the collapsed layout.
+      y0: ``u_0^p`` when a more accurate primal is at hand (``sqrt``, ``cbrt``).
+      last: the last coefficient to compute (default ``order``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> u = [jnp.float32(4.0), jnp.ones(1), None]         # K = 2, R = 1
+      >>> y = power_series(u, 0.5, 2)                      # sqrt: 2, 1/4, -1/32
+      >>> [float(y[0]), float(y[1][0]), float(y[2])]
+      [2.0, 0.25, -0.03125]
+
+    """
+    y: Series = [jnp.power(u[0], exponent) if y0 is None else y0]
+    inverse = 1 / u[0]
+    numeric = isinstance(exponent, int | float)
+    for k in range(1, (order if last is None else last) + 1):
+        if numeric:
+            terms = [(j, w) for j in range(1, k + 1)
+                     if (w := exponent * comb(k - 1, j - 1) - comb(k - 1, j)) != 0]
+            total = series.convolve(u, y, k, order, terms)
+        else:
+            growth = series.scale(series.convolve(u, y, k, order, ode_terms(k)), exponent,
+                                  k, order)
+            total = series.sub(growth, series.convolve(
+                u, y, k, order, [(j, comb(k - 1, j)) for j in range(1, k)]))
+        y.append(series.scale(total, inverse, k, order))
+    return y
+
+
+def coupled_pair(x: Sequence[Any], s0: Array, c0: Array, sign: int, order: int,
+                 wanted: int | None = None) -> tuple[Series, Series]:
+    """Series of ``(s, c)`` with ``s' = c x'`` and ``c' = sign · s x'``.
+
+    Args:
+      x: the input series.
+      s0: the primal ``s(x_0)``.
+      c0: the primal ``c(x_0)``.
+      sign: ``-1`` for ``(sin, cos)``, ``+1`` for ``(sinh, cosh)``.
+      order: ``K`` of the collapsed layout.
+      wanted: ``0`` or ``1`` to skip the top coefficient of the other member
+        (``None`` in its place); ``None`` computes both.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = [jnp.float32(0.0), jnp.ones(1), None]
+      >>> s, c = coupled_pair(x, jnp.sinh(x[0]), jnp.cosh(x[0]), 1, 2)
+      >>> [float(s[1][0]), float(c[2])]
+      [1.0, 1.0]
+
+    """
+    s: Series = [s0]
+    c: Series = [c0]
+    signed_s: Series = [_times(s0, sign)]
     for k in range(1, order + 1):
-        terms = [(j, comb(k - 1, j - 1)) for j in range(1, k + 1)]
-        s.append(series.convolve(x, c, k, order, terms))
-        c.append(series.convolve(x, minus_s, k, order, terms))
-        minus_s.append(series.sub(None, s[k]))
+        top = k == order
+        terms = ode_terms(k)
+        s.append(None if top and wanted == 1 else series.convolve(x, c, k, order, terms))
+        c.append(None if top and wanted == 0 else series.convolve(x, signed_s, k, order, terms))
+        signed_s.append(_times(s[k], sign))
     return s, c
 
 
-register(lax.exp_p, unary_rule(exp))
-register(lax.log_p, unary_rule(log))
-register(lax.tanh_p, unary_rule(tanh))
-register(lax.sin_p, unary_rule(lambda x, order: sin_cos(x, order)[0]))
-register(lax.cos_p, unary_rule(lambda x, order: sin_cos(x, order)[1]))
+def gaussian_slope(factor: float, sign: int, order: int) -> Slope:
+    """Make a :func:`series.ode` slope ``a = factor · exp(sign · s²)``, built term by term.
+
+    ``slope(s, m)`` must be called for ``m = 0, 1, ..`` in turn and needs ``s_0 .. s_m``
+    only; ``s`` may be the input (``erf``) or the output being built (``erf_inv``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> slope = gaussian_slope(2.0, -1, 3)
+      >>> s = [jnp.float32(0.0), jnp.ones(1)]
+      >>> float(slope(s, 0)), abs(float(slope(s, 1)[0]))
+      (2.0, 0.0)
+
+    """
+    exponent: Series = []
+    gauss: Series = []
+
+    def slope(s: Series, m: int) -> Coefficient:
+        if m == 0:
+            exponent.append(None)
+            gauss.append(factor * jnp.exp(sign * s[0] ** 2))
+        else:
+            exponent.append(_times(series.square(s, m, order), sign))
+            gauss.append(series.convolve(exponent, gauss, m, order, ode_terms(m)))
+        return gauss[m]
+    return slope
+
+
+def _ode_with_power_slope(x: Sequence[Any], y0: Array, u: Series, exponent: float,
+                          order: int, negate: bool = False) -> Series:
+    """``y' = ±u^p · x'`` for a slope base ``u`` known up to ``order - 1``."""
+    slope = power_series(u, exponent, order, last=order - 1)
+    if negate:
+        slope = [series.sub(None, c) for c in slope]
+    return series.ode(x, y0, series.fixed(slope), order)
+
+
+def _gaussian_integral(x: Sequence[Any], y0: Array, factor: float, order: int) -> Series:
+    """``y' = factor · exp(-x²) · x'`` (``erf``, ``erfc``)."""
+    slope = gaussian_slope(factor, -1, order)
+    return series.ode(x, y0, lambda _, m: slope(x, m), order)
+
+
+# ----------------------------------------------------------------- the series functions
+
+
+def exp(x: Sequence[Any], order: int) -> Series:
+    """``exp``: ``y' = y x'``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = exp([jnp.float32(0.0), jnp.ones(1), None], 2)
+      >>> [float(y[0]), float(y[1][0]), float(y[2])]
+      [1.0, 1.0, 1.0]
+
+    """
+    return quadratic_ode(x, jnp.exp(x[0]), 0, 1, 0, order)
+
+
+def log(x: Sequence[Any], order: int) -> Series:
+    """``log``: ``y' = x^-1 x'``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = log([jnp.float32(1.0), jnp.ones(1), None], 2)
+      >>> [float(y[0]), float(y[1][0]), float(y[2])]
+      [0.0, 1.0, -1.0]
+
+    """
+    return _ode_with_power_slope(x, jnp.log(x[0]), list(x), -1, order)
+
+
+def tanh(x: Sequence[Any], order: int) -> Series:
+    """``tanh``: ``y' = (1 - y²) x'``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = tanh([jnp.float32(0.0), jnp.ones(1), None], 2)
+      >>> [float(y[1][0]), abs(float(y[2]))]
+      [1.0, 0.0]
+
+    """
+    return quadratic_ode(x, jnp.tanh(x[0]), 1, 0, -1, order)
+
+
+def sin_cos(x: Sequence[Any], order: int, wanted: int | None = None
+            ) -> tuple[Series, Series]:
+    """``(sin, cos)`` together: ``s' = c x'``, ``c' = -s x'`` (see :func:`coupled_pair`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s, c = sin_cos([jnp.float32(0.0), jnp.ones(1), None], 2)
+      >>> [float(s[1][0]), float(c[2])]
+      [1.0, -1.0]
+
+    """
+    return coupled_pair(x, jnp.sin(x[0]), jnp.cos(x[0]), -1, order, wanted)
+
+
+def sinh_cosh(x: Sequence[Any], order: int, wanted: int | None = None
+              ) -> tuple[Series, Series]:
+    """``(sinh, cosh)`` together: ``s' = c x'``, ``c' = s x'`` (see :func:`coupled_pair`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s, c = sinh_cosh([jnp.float32(0.0), jnp.ones(1), None], 2)
+      >>> [float(s[1][0]), float(c[2])]
+      [1.0, 1.0]
+
+    """
+    return coupled_pair(x, jnp.sinh(x[0]), jnp.cosh(x[0]), 1, order, wanted)
+
+
+def atan2(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
+    """``atan2(a, b)``: ``z' = (b a' - a b') / (a² + b²)`` (operands of equal shape).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> a = [jnp.float32(0.0), jnp.ones(1), None]
+      >>> b = [jnp.float32(1.0), None, None]
+      >>> z = atan2(a, b, 2)                               # atan(a) at 0
+      >>> [float(z[1][0]), abs(float(z[2]))]
+      [1.0, 0.0]
+
+    """
+    norm = [a[0] ** 2 + b[0] ** 2] + [
+        series.add(series.square(a, k, order), series.square(b, k, order))
+        for k in range(1, order)]
+    # z_k = Σ_j C(k-1, j-1) (a_j p_{k-j} - b_j q_{k-j}), p = b / norm, q = a / norm.
+    p = None if _is_constant(a) else series.quotient(b, norm, order, last=order - 1)
+    q = None if _is_constant(b) else series.quotient(a, norm, order, last=order - 1)
+    z: Series = [jnp.arctan2(a[0], b[0])]
+    for k in range(1, order + 1):
+        terms = ode_terms(k)
+        from_a = None if p is None else series.convolve(a, p, k, order, terms)
+        from_b = None if q is None else series.convolve(b, q, k, order, terms)
+        z.append(series.sub(from_a, from_b))
+    return z
+
+
+def pow_series(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
+    """Compute ``a ** b`` (operands of equal shape) for non-integer or moving exponents.
+
+    A constant ``b`` uses :func:`power_series` (any sign of ``a`` for integer-valued
+    ``b``; singular at ``a = 0``), a constant ``a`` gives ``y' = log(a) y b'``, and two
+    moving operands ``exp(b · log a)`` (needs ``a > 0``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> a = [jnp.float32(4.0), jnp.ones(1), None]
+      >>> b = [jnp.float32(0.5), None, None]
+      >>> y = pow_series(a, b, 2)
+      >>> [float(y[0]), float(y[1][0])]
+      [2.0, 0.25]
+
+    """
+    value = jnp.power(a[0], b[0])
+    if _is_constant(b):
+        return power_series(a, b[0], order, y0=value)
+    if _is_constant(a):
+        rate = jnp.log(a[0])
+        exponent = [None] + [series.scale(c, rate, k, order) for k, c in enumerate(b[1:], 1)]
+    else:
+        log_a = log(a, order)
+        exponent = [None] + [series.leibniz(b, log_a, k, order) for k in range(1, order + 1)]
+    return quadratic_ode(exponent, value, 0, 1, 0, order)
+
+
+# ------------------------------------------------------------------ the pow_p rule
+
+
+def _concrete_integer(value: JetValue) -> int | None:
+    """Return the exponent as an ``int`` if it is a constant, known, uniform integer."""
+    if not value.is_constant:
+        return None
+    try:
+        array = np.asarray(value.primal)
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+    if array.size == 0 or not np.isrealobj(array) or not np.all(array == array.flat[0]):
+        return None
+    first = array.flat[0]
+    if not np.isfinite(first) or first != np.round(first) or abs(first) > 2 ** 31:
+        return None
+    return int(first)
+
+
+def pow_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
+    """``pow(a, b)``: either operand may be a jet or a constant (scalar literals too).
+
+    A known integer-valued exponent (``pow x 2.0``, ``pow x 3:i32[]``) goes through
+    :func:`stde.rules.arithmetic.integer_pow_rule`, exact at ``x = 0`` and for negative
+    ``x``; every other case through :func:`pow_series`, where ``x = 0`` with a
+    non-integer exponent is singular (non-finite coefficients).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> _, (y1, y2) = stde.jet(lambda x: x ** 2.5, (jnp.float32(1.0),), ((1.0, 0.0),))
+      >>> [float(y1), float(y2)]
+      [2.5, 3.75]
+
+    """
+    base, exponent = inputs
+    n = _concrete_integer(exponent)
+    if n is None:
+        base, exponent = broadcast_operands(inputs, ctx.order)
+        if not jnp.issubdtype(jnp.result_type(exponent.primal), jnp.inexact):
+            exponent = JetValue.constant(
+                jnp.asarray(exponent.primal, jnp.result_type(base.primal)), ctx.order)
+        return JetValue.from_coefficients(
+            pow_series(base.coefficients, exponent.coefficients, ctx.order))
+    shape = np.broadcast_shapes(np.shape(base.primal), np.shape(exponent.primal))
+    return broadcast_value(integer_pow_rule(ctx, [base], y=n), shape, ctx.order)
+
+
+# --------------------------------------------------------------------- registration
+
+_SQRT_PI = math.sqrt(math.pi)
+
+_UNARY: dict[Any, SeriesFunction] = {
+    lax.exp_p: exp,
+    lax.exp2_p: lambda x, K: quadratic_ode(x, jnp.exp2(x[0]), 0, math.log(2), 0, K),
+    lax.expm1_p: lambda x, K: quadratic_ode(x, jnp.expm1(x[0]), 1, 1, 0, K),
+    lax.log_p: log,
+    lax.log1p_p: lambda x, K: _ode_with_power_slope(x, jnp.log1p(x[0]), _shifted(x, 1), -1, K),
+    lax.tanh_p: tanh,
+    lax.tan_p: lambda x, K: quadratic_ode(x, jnp.tan(x[0]), 1, 0, 1, K),
+    lax.logistic_p: lambda x, K: quadratic_ode(x, lax.logistic(x[0]), 0, 1, -1, K),
+    lax.sin_p: lambda x, K: sin_cos(x, K, wanted=0)[0],
+    lax.cos_p: lambda x, K: sin_cos(x, K, wanted=1)[1],
+    lax.sinh_p: lambda x, K: sinh_cosh(x, K, wanted=0)[0],
+    lax.cosh_p: lambda x, K: sinh_cosh(x, K, wanted=1)[1],
+    lax.atan_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arctan(x[0]), _signed_square(x, 1, 1, K), -1, K),
+    lax.atanh_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arctanh(x[0]), _signed_square(x, 1, -1, K), -1, K),
+    lax.asin_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arcsin(x[0]), _signed_square(x, 1, -1, K), -0.5, K),
+    lax.acos_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arccos(x[0]), _signed_square(x, 1, -1, K), -0.5, K, negate=True),
+    lax.asinh_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arcsinh(x[0]), _signed_square(x, 1, 1, K), -0.5, K),
+    lax.acosh_p: lambda x, K: _ode_with_power_slope(
+        x, jnp.arccosh(x[0]), _signed_square(x, -1, 1, K), -0.5, K),
+    lax.erf_p: lambda x, K: _gaussian_integral(x, lax.erf(x[0]), 2 / _SQRT_PI, K),
+    lax.erfc_p: lambda x, K: _gaussian_integral(x, lax.erfc(x[0]), -2 / _SQRT_PI, K),
+    lax.erf_inv_p: lambda x, K: series.ode(
+        x, lax.erf_inv(x[0]), gaussian_slope(_SQRT_PI / 2, 1, K), K),
+    lax.sqrt_p: lambda x, K: power_series(x, 0.5, K, y0=lax.sqrt(x[0])),
+    lax.rsqrt_p: lambda x, K: power_series(x, -0.5, K, y0=lax.rsqrt(x[0])),
+    lax.cbrt_p: lambda x, K: power_series(x, 1 / 3, K, y0=lax.cbrt(x[0])),
+}
+
+for _primitive, _function in _UNARY.items():
+    register(_primitive, unary_rule(_function))
+register(lax.atan2_p, binary_rule(atan2))
+register(lax.pow_p, pow_rule)

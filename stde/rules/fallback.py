@@ -1,7 +1,17 @@
 """Fallback for primitives without a Taylor rule: nested JVPs of ``t ↦ prim(x(t))``.
 
-Exponential in ``K`` but correct for any primitive JAX can differentiate. A primitive
-without a JVP rule raises :class:`UnsupportedPrimitiveError` naming it.
+For each direction ``r`` the moving operands follow the curve
+``x_r(t) = x0 + Σ_{k<K} x_{k,r} t^k / k!`` (without the top coefficient) and ``K``
+nested ``jax.jvp`` in the scalar ``t`` give ``d^k/dt^k prim(x_r(t))`` at ``t = 0``: the
+lower coefficients, and the non-linear part ``T_K`` of the top one. The linear part is
+one JVP at ``x0`` along the summed top coefficients, so the result is collapsed (DESIGN
+§2). The cost is exponential in ``K`` but the result is exact for any primitive JAX can
+differentiate; a one-time warning names the primitive. A primitive without a JVP rule
+raises :class:`UnsupportedPrimitiveError` naming it.
+
+Operands without coefficients (weights, integer indices) stay at their primal values;
+integer and boolean results are constants; primitives without a batching rule are
+evaluated one direction at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax._src.interpreters import ad
+from jax._src.interpreters import ad, batching
+from jax.extend.core import Primitive
 
 from stde.core import Context, JetValue, bind_equation, is_float
 
@@ -29,8 +40,60 @@ def _warn_once(name: str) -> None:
     warnings.warn(
         f"stde: primitive '{name}' has no Taylor rule; using nested JVPs (cost exponential "
         f"in the order). Register a rule with stde.rules.register('{name}', rule).",
-        stacklevel=4,
+        stacklevel=5,
     )
+
+
+def _dispatches_to_traces(primitive: Primitive) -> bool:
+    """Whether ``primitive``'s JVP and batching live on the traces, not in rule tables.
+
+    True for higher-order primitives with their own ``bind_with_trace`` (``call``,
+    ``custom_jvp_call``, ``shard_map``).
+    """
+    return type(primitive).bind_with_trace is not Primitive.bind_with_trace
+
+
+def has_jvp(primitive: Primitive) -> bool:
+    """Whether JAX can differentiate ``primitive`` (so the fallback applies).
+
+    Example:
+      >>> from jax.extend.core import primitives
+      >>> has_jvp(primitives.lgamma_p), has_jvp(primitives.zeta_p)
+      (True, False)
+    """
+    return primitive in ad.primitive_jvps or _dispatches_to_traces(primitive)
+
+
+def _is_batchable(primitive: Primitive) -> bool:
+    return primitive in batching.fancy_primitive_batchers or _dispatches_to_traces(primitive)
+
+
+def fallback_rule(primitive: Primitive) -> Callable[..., Any]:
+    """The nested-JVP rule for ``primitive``, warning once per primitive name.
+
+    Raises:
+      UnsupportedPrimitiveError: ``primitive`` has no JVP rule either.
+
+    Example:
+      >>> import warnings
+      >>> from jax import lax
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore")
+      ...     rule = fallback_rule(lax.lgamma_p)
+      >>> callable(rule)
+      True
+    """
+    if not has_jvp(primitive):
+        raise UnsupportedPrimitiveError(
+            f"stde has no Taylor rule for primitive '{primitive.name}', and JAX has no JVP "
+            f"rule for it to fall back on. Register a Taylor rule with "
+            f"stde.rules.register(primitive, rule), passing the Primitive object or its "
+            f"name '{primitive.name}' (see stde.rules.registry), or "
+            f"give the primitive a JVP rule (jax.interpreters.ad.primitive_jvps) to use "
+            f"the nested-JVP fallback."
+        )
+    _warn_once(primitive.name)
+    return functools.partial(_nested_jvp_rule, primitive)
 
 
 def _derivatives(g: Callable[[Any], Any], t: Any, n: int) -> list[Any]:
@@ -47,62 +110,64 @@ def _derivatives(g: Callable[[Any], Any], t: Any, n: int) -> list[Any]:
     return list(all_up_to(n)(t))
 
 
-def fallback_rule(primitive: Any) -> Callable[..., Any]:
-    """The nested-JVP rule for ``primitive``, or an error naming it.
-
-    Raises:
-      UnsupportedPrimitiveError: ``primitive`` has no JVP rule either.
-    """
-    if primitive not in ad.primitive_jvps:
-        raise UnsupportedPrimitiveError(
-            f"stde has no Taylor rule for primitive '{primitive.name}', and JAX has no JVP "
-            f"rule for it to fall back on. Register one with "
-            f"stde.rules.register('{primitive.name}', rule); see stde.rules.registry."
-        )
-    _warn_once(primitive.name)
-    return functools.partial(_nested_jvp_rule, primitive)
+def _zero_tangent(x: JetValue) -> Any:
+    if is_float(x.primal):
+        return jnp.zeros_like(x.primal)
+    return np.zeros(np.shape(x.primal), jax.dtypes.float0)
 
 
-def _nested_jvp_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
+def _map_directions(f: Callable[..., list[Any]], args: Sequence[Any], batchable: bool
+                    ) -> list[Any]:
+    """``f`` mapped over the leading (direction) axis of the non-``None`` ``args``."""
+    axes = [None if a is None else 0 for a in args]
+    if batchable:
+        return jax.vmap(f, in_axes=axes)(*args)
+    count = next(np.shape(a)[0] for a in args if a is not None)
+    per_direction = [f(*(a if a is None else a[r] for a in args)) for r in range(count)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *per_direction)
+
+
+def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
                      **params: Any) -> Any:
     order = ctx.order
-    moving = [i for i, x in enumerate(inputs) if not x.is_constant]
     primals = [x.primal for x in inputs]
-    dtype = jnp.result_type(*(primals[i] for i in moving))
 
-    def along_curve(lowers: Sequence[Sequence[Any]]) -> Callable[[Any], Any]:
-        """``t ↦ prim(x(t))`` with ``x(t) = x0 + Σ_{k<K} x_k t^k/k!`` per moving input."""
-        def g(t: Any) -> Any:
-            args = list(primals)
-            for i, coefficients in zip(moving, lowers):
-                for k, c in enumerate(coefficients, start=1):
-                    if c is not None:
-                        args[i] = args[i] + c * (t ** k / math.factorial(k))
-            return bind_equation(primitive, params, *args)
-        return g
+    def apply(*args: Any) -> list[Any]:
+        out = bind_equation(primitive, params, *args)
+        return list(out) if primitive.multiple_results else [out]
 
-    def per_direction(*lowers_flat: Any) -> list[Any]:
-        lowers = [lowers_flat[n * (order - 1):(n + 1) * (order - 1)] for n in range(len(moving))]
-        return _derivatives(along_curve(lowers), jnp.zeros((), dtype), order)
+    def floating_results(*args: Any) -> list[Any]:
+        return [o for o in apply(*args) if is_float(o)]
 
+    # The linear part: outputs and one JVP along the summed top coefficients.
+    tangents = [_zero_tangent(x) if x.summed is None else x.summed for x in inputs]
+    outs, linear_tops = jax.jvp(apply, primals, tangents)
+    floating = [n for n, o in enumerate(outs) if is_float(o)]
+
+    # The non-linear part, per direction, from the lower coefficients.
+    moving = [i for i, x in enumerate(inputs) if any(c is not None for c in x.lower)]
     lowers_flat = [c for i in moving for c in inputs[i].lower]
-    axes = [None if c is None else 0 for c in lowers_flat]
-    derivs = jax.vmap(per_direction, in_axes=axes)(*lowers_flat) if order > 1 else [None]
-    tangents = [
-        x.summed if x.summed is not None
-        else jnp.zeros_like(x.primal) if is_float(x.primal)
-        else np.zeros(np.shape(x.primal), jax.dtypes.float0)
-        for x in inputs
-    ]
-    out, linear_top = jax.jvp(lambda *a: bind_equation(primitive, params, *a), primals, tangents)
-    outs, linear_tops = (out, linear_top) if primitive.multiple_results else ([out], [linear_top])
-    results = []
-    for n, (o, top) in enumerate(zip(outs, linear_tops)):
-        if not is_float(o):
-            results.append(JetValue.constant(o, order))
-            continue
-        pick = (lambda d: d[n]) if primitive.multiple_results else (lambda d: d)
-        lower = tuple(pick(derivs[k]) for k in range(1, order)) if order > 1 else ()
-        summed = top + pick(derivs[order]).sum(0) if order > 1 else top
-        results.append(JetValue(o, lower, summed))
+    derivatives: list[list[Any]] | None = None
+    if moving and floating:
+        def along_curve(*lowers: Any) -> list[list[Any]]:
+            def g(t: Any) -> list[Any]:
+                args = list(primals)
+                for n, i in enumerate(moving):
+                    for k, c in enumerate(lowers[n * (order - 1):(n + 1) * (order - 1)], 1):
+                        if c is not None:
+                            args[i] = args[i] + c * (t ** k / math.factorial(k)).astype(c.dtype)
+                return floating_results(*args)
+            t0 = jnp.zeros((), jnp.result_type(*(primals[i] for i in moving)))
+            return _derivatives(g, t0, order)
+        derivatives = _map_directions(along_curve, lowers_flat, _is_batchable(primitive))
+
+    results = [JetValue.constant(o, order) for o in outs]
+    for position, n in enumerate(floating):
+        top = linear_tops[n] if any(x.summed is not None for x in inputs) else None
+        lower: tuple[Any, ...] = (None,) * (order - 1)
+        if derivatives is not None:
+            lower = tuple(derivatives[k][position] for k in range(1, order))
+            nonlinear_top = derivatives[order][position].sum(0)
+            top = nonlinear_top if top is None else top + nonlinear_top
+        results[n] = JetValue(outs[n], lower, top)
     return results if primitive.multiple_results else results[0]

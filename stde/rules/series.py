@@ -90,21 +90,21 @@ def convolve(
 
     """
     total: Coefficient = None
-    per_direction: Coefficient = None
     for j, weight in terms:
         u, v = a[j], b[k - j]
         if u is None or v is None:
             continue
         u_dir, v_dir = has_directions(j, order), has_directions(k - j, order)
+        # A weight goes where it is cheapest: onto a direction-free factor, or after
+        # the sum over directions; never onto a per-direction array.
+        if weight != 1 and not u_dir:
+            u, weight = u * weight, 1
+        elif weight != 1 and not v_dir:
+            v, weight = v * weight, 1
         term = product(u, v, u_dir, v_dir)
-        if weight != 1:
-            term = term * weight
         if k == order and u_dir and v_dir:
-            per_direction = add(per_direction, term)
-        else:
-            total = add(total, term)
-    if per_direction is not None:
-        total = add(total, per_direction.sum(0))
+            term = term.sum(0)
+        total = add(total, term if weight == 1 else term * weight)
     return total
 
 

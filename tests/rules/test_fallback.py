@@ -1,0 +1,188 @@
+"""The nested-JVP fallback for primitives without a Taylor rule, and its errors."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+import stde
+from tests import oracle
+
+KEY = jax.random.PRNGKey(7)
+check = oracle.check_collapsed_against
+# The fallback's one-time warning is tested on its own primitive below.
+pytestmark = pytest.mark.filterwarnings("ignore:stde. primitive")
+
+
+def _shaped(x):
+    return jax.core.ShapedArray(np.shape(x), x.dtype)
+
+
+def _unary_primitive(name, function, derivative, batchable):
+    """A primitive with impl, abstract eval and JVP rule (and maybe a batching rule)."""
+    primitive = Primitive(name)
+    primitive.def_impl(function)
+    primitive.def_abstract_eval(_shaped)
+    ad.defjvp(primitive, lambda g, x: g * derivative(x))
+    mlir.register_lowering(primitive, mlir.lower_fun(function, multiple_results=False))
+    if batchable:
+        batching.defvectorized(primitive)
+    return primitive
+
+
+# sinh without a Taylor rule: batched over directions by vmap, and one without a batching
+# rule (evaluated one direction at a time).
+SINH = _unary_primitive("stde_test_sinh", jnp.sinh, jnp.cosh, batchable=True)
+SINH_UNBATCHED = _unary_primitive("stde_test_sinh_unbatched", jnp.sinh, jnp.cosh,
+                                  batchable=False)
+
+
+def _polar_impl(x, w, n):
+    return [jnp.sin(x) * w + n.astype(x.dtype), jnp.cos(x) * w, jnp.floor(x).astype(jnp.int32)]
+
+
+def _polar_abstract(x, w, n):
+    return [_shaped(x), _shaped(x), jax.core.ShapedArray(np.shape(x), jnp.int32)]
+
+
+def _polar_jvp(primals, tangents):
+    x, w, n = primals
+    dx, dw, _ = (ad.instantiate_zeros(t) for t in tangents)
+    outs = POLAR.bind(x, w, n)
+    d_first = jnp.cos(x) * w * dx + jnp.sin(x) * dw
+    d_second = -jnp.sin(x) * w * dx + jnp.cos(x) * dw
+    return outs, [d_first, d_second, ad.Zero(jax.core.ShapedArray(np.shape(x), jax.dtypes.float0))]
+
+
+def _polar_batch(args, dims):
+    size = next(np.shape(a)[d] for a, d in zip(args, dims) if d is not None)
+    args = [jnp.broadcast_to(a, (size, *np.shape(a))) if d is None else jnp.moveaxis(a, d, 0)
+            for a, d in zip(args, dims)]
+    return POLAR.bind(*args), [0, 0, 0]
+
+
+# Several results (one integer), a float operand and an integer operand.
+POLAR = Primitive("stde_test_polar")
+POLAR.multiple_results = True
+POLAR.def_impl(_polar_impl)
+POLAR.def_abstract_eval(_polar_abstract)
+ad.primitive_jvps[POLAR] = _polar_jvp
+batching.primitive_batchers[POLAR] = _polar_batch
+mlir.register_lowering(POLAR, mlir.lower_fun(_polar_impl, multiple_results=True))
+
+# No JVP rule at all.
+NO_JVP = Primitive("stde_test_no_jvp")
+NO_JVP.def_impl(jnp.sinh)
+NO_JVP.def_abstract_eval(_shaped)
+mlir.register_lowering(NO_JVP, mlir.lower_fun(jnp.sinh, multiple_results=False))
+
+
+def _warnings_naming(record, name):
+    return [w for w in record if name in str(w.message)]
+
+
+X = jnp.array([0.3, -0.8, 1.1])
+
+
+@pytest.mark.parametrize("order, count", [(1, 3), (2, 8), (4, 2)])
+def test_unary_fallback_matches_oracle(x64, order, count):
+    x = X.astype(jnp.float64)
+    check(lambda x: jnp.tanh(SINH.bind(x) * x), lambda x: jnp.tanh(jnp.sinh(x) * x),
+          [x], order, count, KEY)
+
+
+def test_unary_fallback_order_six(x64):
+    x = X.astype(jnp.float64)
+    check(lambda x: SINH.bind(x) * x, lambda x: jnp.sinh(x) * x, [x], 6, 1, KEY)
+
+
+@pytest.mark.parametrize("order, count", [(1, 1), (4, 3)])
+def test_unbatched_primitive_loops_over_directions(x64, order, count):
+    x = X.astype(jnp.float64)
+    check(lambda x: SINH_UNBATCHED.bind(jnp.sin(x)), lambda x: jnp.sinh(jnp.sin(x)),
+          [x], order, count, KEY)
+
+
+@pytest.mark.parametrize("order, count", [(1, 2), (2, 5), (4, 2)])
+def test_multiple_results_constant_and_integer_operands(x64, order, count):
+    x = X.astype(jnp.float64)
+    w = jnp.array([0.5, 2.0, -1.5])  # a constant float operand
+    n = jnp.array([1, 2, 3], jnp.int32)  # an integer operand
+
+    def f(x):
+        first, second, integer = POLAR.bind(x * x, w, n)
+        return first * second + integer
+
+    def reference(x):
+        first, second, integer = _polar_impl(x * x, w, n)
+        return first * second + integer
+
+    check(f, reference, [x], order, count, KEY)
+
+
+def test_two_moving_operands_one_with_summed_top_only(x64):
+    x = X.astype(jnp.float64)
+    w = jnp.array([0.5, 2.0, -1.5])
+    n = jnp.zeros(3, jnp.int32)
+
+    def f(x, w):
+        return POLAR.bind(x, w, n)[0]
+
+    reference = lambda x, w: _polar_impl(x, w, n)[0]  # noqa: E731
+    check(f, reference, [x, w], 3, 4, KEY, lower=[True, False])
+    check(f, reference, [x, w], 3, 4, KEY, lower=[False, True])
+
+
+def test_warns_exactly_once_naming_the_primitive():
+    name = "stde_test_warn_once"
+    primitive = _unary_primitive(name, jnp.sinh, jnp.cosh, batchable=True)
+    x = jnp.array([0.1, 0.2])
+    f = lambda x: primitive.bind(primitive.bind(x))  # noqa: E731  (two equations)
+    with pytest.warns(UserWarning, match=name) as record:
+        for _ in range(3):
+            stde.collapsed_jet(f, (x,), ((jnp.ones((1, 2)),),), (jnp.zeros(2),))
+    assert len(_warnings_naming(record, name)) == 1
+    assert "stde.rules.register" in str(_warnings_naming(record, name)[0].message)
+
+
+def test_registered_rule_replaces_the_fallback():
+    primitive = _unary_primitive("stde_test_registered", jnp.sinh, jnp.cosh, batchable=True)
+    calls = []
+
+    def rule(ctx, inputs, **params):
+        calls.append(ctx.order)
+        (x,) = inputs
+        return stde.core.JetValue(jnp.sinh(x.primal), x.lower, x.summed)  # deliberately wrong
+
+    stde.rules.register(primitive, rule)
+    x = jnp.array([0.1, 0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback would warn
+        _, (y1,), _ = stde.collapsed_jet(primitive.bind, (x,), ((jnp.ones((1, 2)),),),
+                                         (jnp.zeros(2),))
+    assert calls == [2]
+    np.testing.assert_allclose(y1, jnp.ones((1, 2)))
+
+
+def test_primitive_without_jvp_raises_naming_it():
+    x = jnp.array([0.1, 0.2])
+    with pytest.raises(stde.rules.UnsupportedPrimitiveError) as error:
+        stde.collapsed_jet(lambda x: NO_JVP.bind(x) + x, (x,), ((jnp.ones((1, 2)),),),
+                           (jnp.zeros(2),))
+    message = str(error.value)
+    assert "stde_test_no_jvp" in message
+    assert "stde.rules.register" in message
+    assert isinstance(error.value, NotImplementedError)
+
+
+def test_primitive_without_jvp_is_fine_on_constants():
+    x = jnp.array([0.1, 0.2])
+    c = jnp.array([1.0, -1.0])
+    _, (y1,), top = stde.collapsed_jet(lambda x: NO_JVP.bind(c) * x, (x,),
+                                       ((jnp.ones((1, 2)),),), (jnp.zeros(2),))
+    np.testing.assert_allclose(y1, jnp.sinh(c)[None])
+    np.testing.assert_allclose(top, jnp.zeros(2))
