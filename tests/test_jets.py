@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from jax.experimental import jet as jax_jet
 
 import stde
@@ -198,3 +199,11 @@ def test_single_attention_block():
     x = jax.random.normal(keys[3], (4, 3))
     for order, count in [(2, 6), (4, 2)]:
         check_collapsed(attention, [x], order, count, jax.random.PRNGKey(order))
+
+
+def test_scalar_jet_meets_array_jet_in_sums_and_remainders():
+    def f(x):
+        s = jnp.sum(x * x)
+        return jnp.sin(x) + s - jnp.cos(s) * x + lax.rem(x + 3.0, s + 0.5)
+
+    check_collapsed(f, [jnp.array([0.3, 0.9, -0.4])], 3, 3, jax.random.PRNGKey(7))

@@ -10,6 +10,7 @@ from stde.rules import (  # noqa: F401  (registers)
     elementwise,
     linear,
     piecewise,
+    reductions,
 )
 from stde.rules.fallback import UnsupportedPrimitiveError
 from stde.rules.registry import lookup, register, registered_names

@@ -89,9 +89,10 @@ def signed_sum_rule(*signs: int) -> Any:
             total = None
             for s, x in zip(signs, inputs):
                 c = x.coefficients[k]
+                if c is not None:  # aligned first: a scalar's (R,) must not meet (R, *S)
+                    c = broadcast_coefficient(c, k, ctx.order, shape)
                 total = series.add(total, c) if s > 0 else series.sub(total, c)
-            coefficients.append(None if total is None
-                                else broadcast_coefficient(total, k, ctx.order, shape))
+            coefficients.append(total)
         return JetValue.from_coefficients(coefficients)
     return rule
 

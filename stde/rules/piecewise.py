@@ -77,8 +77,10 @@ def rem_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
     coefficients: list[Any] = [lax.rem(a.primal, b.primal)]
     shape = np.shape(coefficients[0])
     for k in range(1, ctx.order + 1):
-        c = series.sub(a.coefficients[k], series.scale(b.coefficients[k], quotient, k, ctx.order))
-        coefficients.append(None if c is None else broadcast_coefficient(c, k, ctx.order, shape))
+        terms = [None if c is None else broadcast_coefficient(c, k, ctx.order, shape)
+                 for c in (a.coefficients[k], series.scale(b.coefficients[k], quotient, k,
+                                                            ctx.order))]
+        coefficients.append(series.sub(*terms))
     return JetValue.from_coefficients(coefficients)
 
 

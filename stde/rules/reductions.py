@@ -1,0 +1,292 @@
+"""Reductions, scans, sorting, pooling and scatters: selections and products.
+
+Two kinds of primitive live here.
+
+* **Locally linear** (max/min reductions, ``cummax``, ``sort``, ``top_k``, max pooling,
+  overwriting scatters, ...): on each piece, chosen by the primal, the output is a fixed
+  linear map ``J`` of the floating operands (it *selects* entries). Every coefficient,
+  the summed top included, is that map applied to the input coefficient:
+  ``y_k = J x_k`` (:func:`map_coefficients`). The map is an explicit gather where the
+  selection is an index along one axis (:func:`reduce_chooser_rule`, :func:`sort_rule`,
+  :func:`top_k_rule`) and JAX's own linearisation at the primal otherwise
+  (:func:`locally_linear_rule`), which for these primitives is a selection too.
+* **Products** (``reduce_prod``, ``cumprod``, ``cumlogsumexp``, ``scatter_mul``): written
+  as a log-depth composition of primitives that have rules (``mul`` through
+  :func:`stde.rules.series.leibniz`, slicing, ``exp``/``log``) and interpreted on the
+  jets (:func:`evaluate_composition`). Products stay exact where entries are zero.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax._src.pjit import reshard_p
+
+from stde.core import Array, Context, JetValue, bind_equation, is_float
+from stde.rules import series
+from stde.rules.linear import register_linear
+from stde.rules.registry import register
+
+LinearMap = Callable[..., Sequence[Array | None]]
+"""``linear_map(*coefficients) -> outputs``: one entry per result, ``None`` for non-float."""
+
+
+def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetValue],
+                     primals_out: Sequence[Array]) -> list[JetValue]:
+    """Applies a linear map to every coefficient order of ``inputs``.
+
+    Coefficient ``k`` of result ``n`` is ``linear_map(x_k of each input)[n]``: the
+    direction axis of lower coefficients is folded in by ``jax.vmap``, and the summed
+    top goes through the map directly (the map is linear, so the top stays collapsed).
+    An input without coefficient ``k`` contributes zeros; when no input has one the
+    results' coefficient ``k`` is a symbolic zero.
+
+    Args:
+      ctx: the rule context (order ``K``, directions ``R``).
+      linear_map: a linear function of one array per input (shaped like its primal),
+        returning one array per result, or ``None`` for a result without coefficients.
+      inputs: the operands the map acts on.
+      primals_out: the results' primals; non-float ones become constants.
+
+    Returns:
+      One :class:`JetValue` per result.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.core import JetValue
+      >>> from stde.interpreter import Interpreter
+      >>> x = JetValue(jnp.array([3.0, 1.0, 2.0]), (jnp.ones((2, 3)),), jnp.arange(3.0))
+      >>> reverse = lambda c: [c[::-1]]
+      >>> (y,) = map_coefficients(Interpreter(2, 2), reverse, [x], [x.primal[::-1]])
+      >>> y.summed.tolist()
+      [2.0, 1.0, 0.0]
+
+    """
+    per_order: list[Sequence[Array | None] | None] = []
+    for k in range(1, ctx.order + 1):
+        coefficients = [x.coefficients[k] for x in inputs]
+        if all(c is None for c in coefficients):
+            per_order.append(None)
+            continue
+        args = [jnp.zeros_like(x.primal) if c is None else c
+                for x, c in zip(inputs, coefficients)]
+        if series.has_directions(k, ctx.order):
+            axes = [None if c is None else 0 for c in coefficients]
+            per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
+        else:
+            per_order.append(linear_map(*args))
+    return [
+        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)])
+        if is_float(p) else JetValue.constant(p, ctx.order)
+        for n, p in enumerate(primals_out)
+    ]
+
+
+def locally_linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
+                        **params: Any) -> Any:
+    """Rule for a primitive that is linear on each piece selected by the primal.
+
+    The map ``J`` is JAX's linearisation of ``primitive`` at the primal with respect
+    to the floating operands (integer operands such as indices stay fixed). All higher
+    derivatives vanish on the piece, so ``y_k = J x_k`` for every ``k``.
+
+    Example:
+      >>> import functools
+      >>> import jax.numpy as jnp
+      >>> from jax import lax
+      >>> from stde.core import JetValue
+      >>> from stde.interpreter import Interpreter
+      >>> rule = functools.partial(locally_linear_rule, lax.cummax_p)
+      >>> x = JetValue(jnp.array([1.0, 3.0, 2.0]), (), jnp.array([10.0, 20.0, 30.0]))
+      >>> rule(Interpreter(1, 1), [x], axis=0, reverse=False).summed.tolist()
+      [10.0, 20.0, 20.0]
+
+    """
+    floats = [n for n, x in enumerate(inputs) if is_float(x.primal)]
+    primals = [x.primal for x in inputs]
+
+    def on_floats(*operands: Array) -> list[Array]:
+        args = list(primals)
+        for n, operand in zip(floats, operands):
+            args[n] = operand
+        out = bind_equation(primitive, params, *args)
+        return list(out) if primitive.multiple_results else [out]
+
+    primals_out, jvp = jax.linearize(on_floats, *(primals[n] for n in floats))
+
+    def linear_map(*tangents: Array) -> list[Array | None]:
+        return [t if is_float(p) else None for p, t in zip(primals_out, jvp(*tangents))]
+
+    out = map_coefficients(ctx, linear_map, [inputs[n] for n in floats], primals_out)
+    return out if primitive.multiple_results else out[0]
+
+
+def evaluate_composition(ctx: Context, function: Callable[..., Any],
+                         inputs: Sequence[JetValue]) -> list[JetValue]:
+    """Interprets ``function(*primals)``, written with primitives that have rules, on jets.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.core import JetValue
+      >>> from stde.interpreter import Interpreter
+      >>> x = JetValue(jnp.array(3.0), (), jnp.array(1.0))
+      >>> (y,) = evaluate_composition(Interpreter(1, 1), lambda a: a * a, [x])
+      >>> float(y.summed)
+      6.0
+
+    """
+    closed_jaxpr = jax.make_jaxpr(function)(*(x.primal for x in inputs))
+    return ctx.eval_jaxpr(closed_jaxpr, inputs)
+
+
+# --- selections along one axis: reduce_max/min, sort, top_k -------------------------------
+
+
+def _take(indices: Array, axis: int, c: Array) -> Array:
+    """``take_along_axis(c, indices, axis)`` for indices known to be in bounds."""
+    return jnp.take_along_axis(c, indices, axis=axis, mode="promise_in_bounds")
+
+
+def reduce_chooser_rule(primitive: Any, chooser: Callable[..., Array], ctx: Context,
+                        inputs: Sequence[JetValue], *, axes: Sequence[int],
+                        **params: Any) -> JetValue:
+    """``reduce_max``/``reduce_min``: the coefficients of the chosen entry.
+
+    The entry is ``chooser`` (``jnp.argmax``/``jnp.argmin``, the first one at ties) of
+    the primal over the reduced ``axes``.
+    """
+    (x,) = inputs
+    primal_out = bind_equation(primitive, {"axes": axes, **params}, x.primal)
+    kept = [d for d in range(np.ndim(x.primal)) if d not in axes]
+    order = (*kept, *axes)
+    size = int(np.prod([np.shape(x.primal)[d] for d in axes], dtype=int))
+    if size == 0:  # an empty reduction is the reducer's identity: a constant
+        return JetValue.constant(primal_out, ctx.order)
+
+    def flat(c: Array) -> Array:  # reduced axes moved last and merged
+        return jnp.transpose(c, order).reshape((*np.shape(primal_out), size))
+
+    index = chooser(flat(x.primal), axis=-1, keepdims=True)
+    return map_coefficients(ctx, lambda c: [_take(index, -1, flat(c))[..., 0]], [x],
+                            [primal_out])[0]
+
+
+def sort_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension: int,
+              **params: Any) -> list[JetValue]:
+    """``sort``: every operand permuted like the primal keys (``num_keys`` of them)."""
+    primals = [x.primal for x in inputs]
+    iota = lax.broadcasted_iota(np.int32, np.shape(primals[0]), dimension)
+    *sorted_primals, permutation = bind_equation(
+        lax.sort_p, {"dimension": dimension, **params}, *primals, iota)
+
+    def permute(c: Array) -> list[Array]:
+        return [_take(permutation, dimension, c)]
+    return [map_coefficients(ctx, permute, [x], [p])[0] for x, p in zip(inputs, sorted_primals)]
+
+
+def top_k_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``top_k``: the values get the selected entries' coefficients; indices are constant."""
+    (x,) = inputs
+    values, indices = bind_equation(lax.top_k_p, params, x.primal)
+    axis = params.get("axis", -1)
+    (values_out,) = map_coefficients(ctx, lambda c: [_take(indices, axis, c)], [x], [values])
+    return [values_out, JetValue.constant(indices, ctx.order)]
+
+
+# --- products: reduce_prod, cumprod, cumlogsumexp, scatter_mul -----------------------------
+
+
+def tree_product(x: Array, axes: Sequence[int]) -> Array:
+    """``prod(x, axes)`` as a log-depth tree of pairwise products (no division).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tree_product(jnp.arange(1.0, 8.0).reshape(7, 1), (0,)).tolist()
+      [5040.0]
+
+    """
+    kept = [d for d in range(x.ndim) if d not in axes]
+    out_shape = tuple(x.shape[d] for d in kept)
+    x = jnp.transpose(x, (*axes, *kept)).reshape((-1, *out_shape))
+    if x.shape[0] == 0:
+        return jnp.ones(out_shape, x.dtype)
+    while x.shape[0] > 1:
+        half = x.shape[0] // 2
+        paired = x[:half] * x[half:2 * half]
+        x = lax.concatenate([paired, x[2 * half:]], 0) if x.shape[0] % 2 else paired
+    return x[0]
+
+
+def _log_add_exp(a: Array, b: Array) -> Array:
+    """``log(exp(a) + exp(b))`` shifted by the larger primal (a constant, so exact)."""
+    shift = lax.stop_gradient(jnp.maximum(a, b))
+    shift = jnp.where(jnp.isfinite(shift), shift, jnp.zeros_like(shift))
+    return shift + jnp.log(jnp.exp(a - shift) + jnp.exp(b - shift))
+
+
+def composition_rule(compose: Callable[..., Callable[..., Array]], ctx: Context,
+                     inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """Rule that interprets the composition ``compose(**params)`` on the operands."""
+    return evaluate_composition(ctx, compose(**params), inputs)[0]
+
+
+def _reduce_prod(*, axes: Sequence[int], **_: Any) -> Callable[[Array], Array]:
+    return functools.partial(tree_product, axes=tuple(axes))
+
+
+def _cumulative(combine: Callable[[Array, Array], Array]) -> Callable[..., Any]:
+    def compose(*, axis: int, reverse: bool) -> Callable[[Array], Array]:
+        return functools.partial(lax.associative_scan, combine, axis=axis, reverse=reverse)
+    return compose
+
+
+def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numbers: Any,
+                     indices_are_sorted: bool, unique_indices: bool, mode: Any,
+                     **_: Any) -> JetValue:
+    """``scatter_mul``: ``operand · factors``, ``factors`` the updates scattered onto ones.
+
+    With constant updates the factors are a constant and duplicate indices are fine.
+    With jets in the updates each position must receive at most one update (as for
+    ``jax.grad``), so the factors are an overwriting scatter of the updates.
+
+    Raises:
+      NotImplementedError: the updates carry coefficients and ``unique_indices`` is off.
+
+    """
+    operand, indices, updates = inputs
+    if not updates.is_constant and not unique_indices:
+        raise NotImplementedError(
+            "stde: Taylor coefficients of scatter_mul with respect to the updates need "
+            "unique indices; pass unique_indices=True (e.g. x.at[i].mul(y, "
+            "unique_indices=True)) when each position receives at most one update.")
+    scatter = lax.scatter_mul if updates.is_constant else lax.scatter
+    options = {"dimension_numbers": dimension_numbers, "mode": mode,
+               "indices_are_sorted": indices_are_sorted, "unique_indices": unique_indices}
+
+    def product(x: Array, i: Array, u: Array) -> Array:
+        return x * scatter(jnp.ones_like(x), i, u, **options)
+    return evaluate_composition(ctx, product, inputs)[0]
+
+
+register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax))
+register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p, jnp.argmin))
+register(lax.sort_p, sort_rule)
+register(lax.top_k_p, top_k_rule)
+register(lax.reduce_prod_p, functools.partial(composition_rule, _reduce_prod))
+register(lax.cumprod_p, functools.partial(composition_rule, _cumulative(lax.mul)))
+register(lax.cumlogsumexp_p, functools.partial(composition_rule, _cumulative(_log_add_exp)))
+register(lax.scatter_mul_p, scatter_mul_rule)
+for _primitive in (
+    lax.cummax_p, lax.cummin_p, lax.reduce_window_max_p, lax.reduce_window_min_p,
+    lax.scatter_p, lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,
+    lax.select_and_scatter_add_p, lax.approx_top_k_p,
+):
+    register(_primitive, functools.partial(locally_linear_rule, _primitive))
+for _primitive in (lax.stack_p, lax.unstack_p, reshard_p):
+    register_linear(_primitive)

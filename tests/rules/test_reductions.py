@@ -1,0 +1,174 @@
+"""Reductions, scans, sorting, pooling and scatters against the nested-jacfwd oracle."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.experimental import jet as jax_jet
+
+import stde
+from tests.oracle import check_collapsed, collapsed, random_directions
+
+
+def normal(shape, seed=0):
+    return jax.random.normal(jax.random.PRNGKey(seed), shape)
+
+
+def with_zeros(shape, *positions, seed=0):
+    x = normal(shape, seed)
+    for p in positions:
+        x = x.at[p].set(0.0)
+    return x
+
+
+def max_pool(x, window=(2, 2), strides=(2, 2), padding="VALID"):
+    return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, padding)
+
+
+def min_pool(x):
+    return lax.reduce_window(x, jnp.inf, lax.min, (2, 3), (1, 1), "SAME",
+                             window_dilation=(1, 2))
+
+
+def layer_norm(x, eps=1e-5):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean((x - mean) ** 2, axis=-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps)
+
+
+def sort_several(x):
+    """Two keys (the first piecewise constant, so ties are broken by the second),
+    a jet operand and an integer operand."""
+    coarse = jnp.floor(2 * x)
+    iota = lax.broadcasted_iota(jnp.int32, x.shape, 1)
+    k1, k2, values, perm = lax.sort((coarse, jnp.sin(x) * x, jnp.cos(x), iota),
+                                    dimension=1, num_keys=2)
+    return jnp.stack([k1 * x, k2, values, perm.astype(x.dtype) * x])
+
+
+# (name, function, primals factory, K, R); K = 1..6 and R = 1..8 are all covered.
+CASES = [
+    ("max_axis0", lambda x: jnp.max(jnp.sin(x) * x, axis=0), lambda: (normal((3, 4)),), 4, 3),
+    ("min_all", lambda x: jnp.min(jnp.sin(x) * x), lambda: (normal((4,)),), 6, 1),
+    ("max_axes_0_2", lambda x: jnp.max(jnp.exp(x) * x, axis=(0, 2)),
+     lambda: (normal((2, 3, 2)),), 2, 8),
+    ("prod_axis1", lambda x: jnp.prod(jnp.sin(x) + x, axis=1), lambda: (normal((3, 4)),), 3, 5),
+    ("prod_one_zero", lambda x: jnp.prod(jnp.sin(x), axis=0),
+     lambda: (with_zeros((3, 4), (1, 2)),), 4, 2),
+    ("prod_two_zeros_all", lambda x: jnp.prod(jnp.sin(x) * 2),
+     lambda: (with_zeros((5, 1), (1, 0), (3, 0)),), 3, 3),
+    ("cumprod", lambda x: jnp.cumprod(jnp.sin(x) + 0.5, axis=1), lambda: (normal((2, 5)),), 3, 4),
+    ("cumprod_reverse_zero", lambda x: lax.cumprod(jnp.sin(x), axis=0, reverse=True),
+     lambda: (with_zeros((4, 2), (2, 1)),), 2, 6),
+    ("cummax", lambda x: lax.cummax(jnp.sin(x) * x, axis=1), lambda: (normal((2, 5)),), 3, 2),
+    ("cummin_reverse", lambda x: lax.cummin(jnp.sin(3 * x), axis=0, reverse=True),
+     lambda: (normal((5, 2)),), 2, 7),
+    ("cumlogsumexp", lambda x: lax.cumlogsumexp(jnp.sin(x) * x, axis=1),
+     lambda: (normal((2, 3)),), 2, 2),
+    ("lax_sort", lambda x: lax.sort(jnp.sin(x) * x, dimension=1), lambda: (normal((3, 4)),), 5, 3),
+    ("jnp_sort", lambda x: jnp.sort(jnp.exp(x) - 2 * x, axis=0), lambda: (normal((4, 3)),), 2, 4),
+    ("sort_num_keys_2", sort_several, lambda: (normal((3, 5)),), 3, 3),
+    ("argsort_take", lambda x: jnp.take_along_axis(jnp.sin(x), jnp.argsort(x, axis=1), axis=1),
+     lambda: (normal((3, 4)),), 2, 3),
+    ("top_k", lambda x: lax.top_k(jnp.sin(x) * x, 2)[0], lambda: (normal((3, 5)),), 4, 3),
+    ("approx_max_k", lambda x: lax.approx_max_k(jnp.cos(x) * x, 2)[0],
+     lambda: (normal((2, 6)),), 2, 2),
+    ("argmax_index", lambda x: jnp.sin(x)[jnp.argmax(x)] * x, lambda: (normal((4,)),), 3, 2),
+    ("max_pool_2d", lambda x: max_pool(jnp.sin(x) * x), lambda: (normal((4, 4)),), 3, 4),
+    ("max_pool_same_min_pool_dilated", lambda x: jnp.concatenate([
+        max_pool(jnp.tanh(x) * x, (2, 2), (1, 1), "SAME").ravel(),
+        min_pool(jnp.sin(x) * x).ravel()]), lambda: (normal((3, 5)),), 2, 8),
+    ("max_pool_grad", lambda x: jax.grad(lambda y: jnp.sum(max_pool(jnp.sin(y)) ** 2))(x) * x,
+     lambda: (normal((4, 4)),), 2, 2),
+    ("max_pool_jvp", lambda x: jax.jvp(max_pool, (jnp.sin(x),), (x * x,))[1],
+     lambda: (normal((4, 4)),), 2, 2),
+    ("logsumexp", lambda x: jax.nn.logsumexp(jnp.sin(x) * x, axis=0),
+     lambda: (normal((3, 4)),), 4, 2),
+    ("softmax", lambda x: jax.nn.softmax(jnp.sin(x) * x, axis=1), lambda: (normal((2, 4)),), 3, 3),
+    ("layer_norm", lambda x: layer_norm(jnp.sin(x) + x), lambda: (normal((2, 4)),), 3, 4),
+    ("norm", lambda x: jnp.append(jnp.linalg.norm(jnp.sin(x) * x, axis=1), jnp.linalg.norm(x)),
+     lambda: (normal((3, 4)),), 4, 5),
+    ("scatter_set", lambda x: x.at[jnp.array([0, 2])].set(jnp.sin(x[:2]) * x[1:3]),
+     lambda: (normal((3, 4)),), 3, 2),
+    ("scatter_set_duplicates", lambda x: jnp.sin(x).at[jnp.array([1, 1])].set(x[:2] ** 2),
+     lambda: (normal((3, 2)),), 2, 3),
+    ("scatter_mul_unique", lambda x: jnp.sin(x).at[jnp.array([0, 2])].mul(
+        jnp.exp(x[:2]), unique_indices=True), lambda: (normal((3, 4)),), 3, 2),
+    ("scatter_mul_constant_duplicates",
+     lambda x: jnp.sin(x).at[jnp.array([0, 0])].mul(jnp.arange(1.0, 9.0).reshape(2, 4)),
+     lambda: (normal((3, 4)),), 2, 2),
+    ("scatter_max_min", lambda x: jnp.stack([
+        jnp.sin(x).at[jnp.array([0, 2, 0])].max(jnp.exp(x) - 1.5),
+        jnp.cos(x).at[jnp.array([1, 0])].min(x[1:] * x[1:] - 0.5, unique_indices=True)]),
+     lambda: (normal((3, 2)),), 1, 1),
+    ("stack_unstack", lambda x: jnp.stack([*lax.unstack(jnp.sin(x), axis=1), x[:, 0] ** 2]),
+     lambda: (normal((3, 2)),), 3, 2),
+]
+
+
+@pytest.mark.parametrize("name, f, make_primals, order, count", CASES,
+                         ids=[case[0] for case in CASES])
+def test_against_oracle(x64, name, f, make_primals, order, count):
+    check_collapsed(f, make_primals(), order, count, jax.random.PRNGKey(order + 10 * count))
+
+
+def test_cases_cover_every_order_and_direction_count():
+    assert {case[3] for case in CASES} == set(range(1, 7))
+    assert {case[4] for case in CASES} == set(range(1, 9))
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: jnp.max(jnp.sin(x) * x, axis=1),
+    lambda x: jnp.min(jnp.cos(x) + x, axis=0),
+    lambda x: lax.cummax(jnp.sin(x) * x, axis=1),
+    lambda x: lax.cummin(jnp.sin(x) * x, axis=0),
+    lambda x: jnp.cumprod(jnp.sin(x) + x, axis=1),
+    lambda x: jnp.stack([jnp.sin(x), x * x]),
+], ids=["reduce_max", "reduce_min", "cummax", "cummin", "cumprod", "stack"])
+def test_matches_jax_experimental_jet(x64, f):
+    x = normal((2, 3))
+    series = [normal((2, 3), seed) for seed in (1, 2, 3)]
+    want_primal, want = jax_jet.jet(f, (x,), (series,))
+    got_primal, got = stde.jet(f, (x,), (series,))
+    np.testing.assert_allclose(got_primal, want_primal, rtol=1e-12)
+    for k, (g, w) in enumerate(zip(got, want), start=1):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12, err_msg=f"y_{k}")
+
+
+def test_scatter_mul_duplicate_indices_with_jets_is_a_clear_error(x64):
+    x = normal((3, 2))
+    f = lambda x: x.at[jnp.array([0, 0])].mul(jnp.sin(x[:2]))  # noqa: E731
+    with pytest.raises(NotImplementedError, match="unique_indices=True"):
+        stde.jet(f, (x,), ((jnp.ones_like(x), jnp.zeros_like(x)),))
+
+
+def test_empty_reduction_is_a_constant(x64):
+    x = normal((0, 3))
+    primal, (y1, y2) = stde.jet(lambda x: lax.reduce_max(jnp.sin(x), (0,)), (x,),
+                                ((jnp.ones_like(x), jnp.ones_like(x)),))
+    assert np.all(np.isneginf(primal))
+    np.testing.assert_array_equal(y1, 0.0)
+    np.testing.assert_array_equal(y2, 0.0)
+
+
+def test_selection_rules_compose_with_grad_and_vmap(x64):
+    """Training through the operator: grad of the collapsed top w.r.t. the primal."""
+    def f(x):
+        return jnp.sum(max_pool(jnp.sin(x) * x)) + jnp.max(lax.sort(jnp.cos(x), 0) * x)
+
+    x = normal((2, 4))
+    directions = random_directions(jax.random.PRNGKey(3), (x,), 2, 1)
+
+    def stde_top(x):
+        return stde.collapsed_jet(f, (x,), (tuple(directions[0][:-1]),),
+                                  (directions[0][-1].sum(0),))[2]
+
+    def oracle_top(x):
+        return collapsed(f, (x,), directions)[1]
+
+    np.testing.assert_allclose(jax.jit(jax.grad(stde_top))(x), jax.jit(jax.grad(oracle_top))(x),
+                               rtol=1e-9)
+    batch = jnp.stack([x, 2 * x])
+    np.testing.assert_allclose(jax.jit(jax.vmap(stde_top))(batch),
+                               jax.jit(jax.vmap(oracle_top))(batch), rtol=1e-9)
