@@ -73,18 +73,22 @@ def random_directions(key: Any, primals: Sequence[Any], order: int, count: int
 def check_collapsed(f: Callable[..., Any], primals: Sequence[Any], order: int, count: int,
                     key: Any, rtol: float = 1e-9, atol: float = 1e-9) -> None:
     """Asserts ``stde.collapsed_jet`` matches :func:`collapsed` on random directions."""
+    check_collapsed_against(f, f, primals, order, count, key, rtol, atol)
+
+
+def assert_jet_matches_jax(f: Callable[..., Any], primals: Sequence[Any],
+                           series: Sequence[Sequence[Any]], rtol: float = 1e-9,
+                           atol: float = 1e-12) -> None:
+    """Asserts ``stde.jet`` equals ``jax.experimental.jet.jet`` on the same input."""
+    from jax.experimental import jet as jax_jet
+
     import stde
 
-    directions = random_directions(key, primals, order, count)
-    series = tuple(tuple(cs[:-1]) for cs in directions)
-    summed = tuple(cs[-1].sum(0) for cs in directions)
-    value, lower, top = jax.jit(lambda p, s, t: stde.collapsed_jet(f, p, s, t))(
-        tuple(primals), series, summed)
-    ref_lower, ref_top = collapsed(f, primals, directions)
-    np.testing.assert_allclose(value, f(*primals), rtol=rtol, atol=atol)
-    for k, (got, want) in enumerate(zip(lower, ref_lower), start=1):
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"y_{k}")
-    np.testing.assert_allclose(top, ref_top, rtol=rtol, atol=atol, err_msg=f"summed y_{order}")
+    want_primal, want = jax_jet.jet(f, tuple(primals), tuple(series))
+    got_primal, got = stde.jet(f, tuple(primals), tuple(series))
+    np.testing.assert_allclose(got_primal, want_primal, rtol=1e-12)
+    for k, (g, w) in enumerate(zip(got, want), start=1):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"y_{k}")
 
 
 def check_collapsed_against(f: Callable[..., Any], reference: Callable[..., Any],

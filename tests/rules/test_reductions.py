@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from jax.experimental import jet as jax_jet
 
 import stde
-from tests.oracle import check_collapsed, collapsed, random_directions
+from tests.oracle import assert_jet_matches_jax, check_collapsed, collapsed, random_directions
 
 
 def normal(shape, seed=0):
@@ -129,11 +128,7 @@ def test_cases_cover_every_order_and_direction_count():
 def test_matches_jax_experimental_jet(x64, f):
     x = normal((2, 3))
     series = [normal((2, 3), seed) for seed in (1, 2, 3)]
-    want_primal, want = jax_jet.jet(f, (x,), (series,))
-    got_primal, got = stde.jet(f, (x,), (series,))
-    np.testing.assert_allclose(got_primal, want_primal, rtol=1e-12)
-    for k, (g, w) in enumerate(zip(got, want), start=1):
-        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12, err_msg=f"y_{k}")
+    assert_jet_matches_jax(f, (x,), (series,))
 
 
 def test_scatter_mul_duplicate_indices_with_jets_is_a_clear_error(x64):
