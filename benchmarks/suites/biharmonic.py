@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from benchmarks import methods
 from benchmarks.common import init_mlp, mlp
 from benchmarks.suites.base import Case, Size, run_sweep
-from benchmarks.suites.laplacian import batched
+from benchmarks.suites.laplacian import batched, dense_stochastic_case
 
 MIXED_TERMS = {(0, 0, 1, 1): 1.0, (0, 0, 0, 2): 2.0}
 """The mixed operator ``∂0²∂1² + 2 ∂0³∂2``."""
@@ -72,22 +72,8 @@ def stochastic_biharmonic(size: Size, log: Callable[[str], None] = print) -> dic
 
     def build(samples: int) -> Case:
         params, points = _setup(size, dim, batch)
-        key = jax.random.PRNGKey(3)
-
-        def estimator(method: str) -> Callable[..., Any]:
-            def g(p: Any, x: jax.Array, k: jax.Array) -> jax.Array:
-                v = jax.random.normal(k, (samples, dim), jnp.float32)
-                return methods.directional_sum(method, mlp, v, None, 4)(p, x) / (3 * samples)
-            return g
-
-        case: Case = {m: (batched(estimator(m)), (params, points, key))
-                      for m in methods.DIRECTIONAL_METHODS}
-        if methods.operator_api_available(stochastic=True):
-            import stde.operators as ops
-
-            case["stde_operator"] = (batched(methods.stochastic_operator_api(
-                mlp, ops.biharmonic(), samples, "dense")), (params, points, key))
-        return case
+        return dense_stochastic_case(params, points, samples, jax.random.normal, 4,
+                                     1 / (3 * samples), lambda ops: ops.biharmonic())
 
     rows = run_sweep("samples", size.samples, build, size.repeats, log=log,
                      compare=lambda m: m != "stde_operator")

@@ -25,6 +25,32 @@ def _setup(size: Size, dim: int, batch: int) -> tuple[Any, jax.Array]:
     return init_mlp(key, dim, size.hidden), jax.random.normal(jax.random.PRNGKey(1), (batch, dim))
 
 
+def dense_stochastic_case(params: Any, points: jax.Array, samples: int,
+                          draw: Callable[..., jax.Array], order: int, scale: float,
+                          operator: Callable[[Any], Any]) -> Case:
+    """Dense STDE ``scale · Σ_s y_order(v_s)``, ``v_s ~ draw``, for every method.
+
+    ``operator(stde.operators)`` names the same estimator for the operator API.
+    """
+    key = jax.random.PRNGKey(3)
+    dim = points.shape[-1]
+
+    def estimator(method: str) -> Callable[..., Any]:
+        def g(p: Any, x: jax.Array, k: jax.Array) -> jax.Array:
+            v = draw(k, (samples, dim), jnp.float32)
+            return methods.directional_sum(method, mlp, v, None, order)(p, x) * scale
+        return g
+
+    case: Case = {m: (batched(estimator(m)), (params, points, key))
+                  for m in methods.DIRECTIONAL_METHODS}
+    if methods.operator_api_available(stochastic=True):
+        import stde.operators as ops
+
+        case["stde_operator"] = (batched(methods.stochastic_operator_api(
+            mlp, operator(ops), samples, "dense")), (params, points, key))
+    return case
+
+
 def exact_laplacian(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Exact Laplacian of the tanh MLP at ``D = size.laplacian_dim`` over a batch sweep."""
     dim = size.laplacian_dim
@@ -89,22 +115,8 @@ def stochastic_laplacian(size: Size, log: Callable[[str], None] = print) -> dict
 
     def build(samples: int) -> Case:
         params, points = _setup(size, dim, batch)
-        key = jax.random.PRNGKey(3)
-
-        def estimator(method: str) -> Callable[..., Any]:
-            def g(p: Any, x: jax.Array, k: jax.Array) -> jax.Array:
-                v = jax.random.rademacher(k, (samples, dim), jnp.float32)
-                return methods.directional_sum(method, mlp, v, None, 2)(p, x) / samples
-            return g
-
-        case: Case = {m: (batched(estimator(m)), (params, points, key))
-                      for m in methods.DIRECTIONAL_METHODS}
-        if methods.operator_api_available(stochastic=True):
-            import stde.operators as ops
-
-            case["stde_operator"] = (batched(methods.stochastic_operator_api(
-                mlp, ops.laplacian(), samples, "dense")), (params, points, key))
-        return case
+        return dense_stochastic_case(params, points, samples, jax.random.rademacher, 2,
+                                     1 / samples, lambda ops: ops.laplacian())
 
     rows = run_sweep("samples", size.samples, build, size.repeats, log=log,
                      compare=lambda m: m != "stde_operator")
