@@ -360,9 +360,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="shard collocation points over this many devices")
     parser.add_argument("--n-test", type=int, default=defaults.n_test)
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--out", default=None, help="folder for summary.json and curves.png")
+    parser.add_argument("--out", default=None,
+                        help="folder for summary.json and curves.png (default: "
+                             "runs/<equation>-d<dim>-<method>; '' writes nothing)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", f"{args.equation}-d{args.dim}-{args.method}")
     return Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
 
 

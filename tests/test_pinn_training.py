@@ -122,3 +122,9 @@ def test_sparse_stde_step_memory_at_high_dimension():
     assert small["peak_rss_mib"] < 2048, small
     large = measure_memory.measure(100_000, steps=2, batch=16, n_samples=16, width=128)
     assert np.isfinite(large["iterations_per_second"]), large
+
+
+def test_default_command_writes_a_summary_folder():
+    config = tp.parse_args([])
+    assert config.out == os.path.join("runs", f"{config.equation}-d{config.dim}-{config.method}")
+    assert tp.parse_args(["--out", ""]).out == ""
