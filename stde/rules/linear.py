@@ -74,7 +74,7 @@ def register_linear(primitive: Any) -> None:
 def broadcast_coefficient(c: Any, k: int, order: int, shape: tuple[int, ...]) -> Any:
     """Broadcasts coefficient ``k`` (with its direction axis, if any) to ``shape``."""
     if series.has_directions(k, order):
-        c = series._lift(c, True, len(shape))
+        c = series.lift(c, True, len(shape))
         return jnp.broadcast_to(c, (c.shape[0], *shape))
     return jnp.broadcast_to(c, shape)
 

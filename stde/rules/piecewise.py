@@ -35,7 +35,7 @@ def select(ctx: Context, condition: Any, if_true: JetValue, if_false: JetValue) 
         directions = series.has_directions(k, ctx.order)
         branches = [
             jnp.zeros((), coefficients[0].dtype) if c is None
-            else series._lift(c, directions, len(shape)) for c in (t, f)
+            else series.lift(c, directions, len(shape)) for c in (t, f)
         ]
         out = jnp.where(condition, *branches)
         coefficients.append(broadcast_coefficient(out, k, ctx.order, shape))

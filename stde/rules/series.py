@@ -32,7 +32,7 @@ def has_directions(k: int, order: int) -> bool:
     return 0 < k < order
 
 
-def _lift(u: Array, directions: bool, ndim: int) -> Array:
+def lift(u: Array, directions: bool, ndim: int) -> Array:
     """Inserts unit axes after the direction axis so ``u`` broadcasts at rank ``ndim``."""
     if not directions or u.ndim - 1 >= ndim:
         return u
@@ -42,7 +42,7 @@ def _lift(u: Array, directions: bool, ndim: int) -> Array:
 def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
     """Elementwise product with NumPy broadcasting of the primal axes."""
     ndim = max(u.ndim - u_directions, v.ndim - v_directions)
-    return _lift(u, u_directions, ndim) * _lift(v, v_directions, ndim)
+    return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
 
 
 def add(u: Coefficient, v: Coefficient) -> Coefficient:
