@@ -10,7 +10,7 @@ contribute zero; indices and predicates contribute their primal.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -19,9 +19,63 @@ import numpy as np
 from jax import lax
 from jax._src.ad_util import add_jaxvals_p
 
-from stde.core import Context, JetValue, bind_equation, is_float
+from stde.core import Array, Context, JetValue, bind_equation, is_float
 from stde.rules import series
 from stde.rules.registry import register
+
+LinearMap = Callable[..., Sequence[Array | None]]
+"""A linear function of one array per operand, returning one array per result."""
+
+
+def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetValue],
+                     primals_out: Sequence[Array]) -> list[JetValue]:
+    """Applies a linear map to every coefficient order of ``inputs``.
+
+    Coefficient ``k`` of result ``n`` is ``linear_map(x_k of each input)[n]``: the
+    direction axis of lower coefficients is folded in by ``jax.vmap``, and the summed
+    top goes through the map directly (the map is linear, so the top stays collapsed).
+    An input without coefficient ``k`` contributes zeros; when no input has one the
+    results' coefficient ``k`` is a symbolic zero.
+
+    Args:
+      ctx: the rule context (order ``K``, directions ``R``).
+      linear_map: a linear function of one array per input (shaped like its primal),
+        returning one array per result, or ``None`` for a result without coefficients.
+      inputs: the operands the map acts on.
+      primals_out: the results' primals; non-float ones become constants.
+
+    Returns:
+      One :class:`JetValue` per result.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.core import JetValue
+      >>> from stde.interpreter import Interpreter
+      >>> x = JetValue(jnp.array([3.0, 1.0, 2.0]), (jnp.ones((2, 3)),), jnp.arange(3.0))
+      >>> reverse = lambda c: [c[::-1]]
+      >>> (y,) = map_coefficients(Interpreter(2, 2), reverse, [x], [x.primal[::-1]])
+      >>> y.summed.tolist()
+      [2.0, 1.0, 0.0]
+
+    """
+    per_order: list[Sequence[Array | None] | None] = []
+    for k in range(1, ctx.order + 1):
+        coefficients = [x.coefficients[k] for x in inputs]
+        if all(c is None for c in coefficients):
+            per_order.append(None)
+            continue
+        args = [jnp.zeros_like(x.primal) if c is None else c
+                for x, c in zip(inputs, coefficients)]
+        if series.has_directions(k, ctx.order):
+            axes = [None if c is None else 0 for c in coefficients]
+            per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
+        else:
+            per_order.append(linear_map(*args))
+    return [
+        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)])
+        if is_float(p) else JetValue.constant(p, ctx.order)
+        for n, p in enumerate(primals_out)
+    ]
 
 
 def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
@@ -36,27 +90,16 @@ def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
         out = bind_equation(primitive, params, *args)
         return list(out) if primitive.multiple_results else [out]
 
-    linear = [is_float(x.primal) for x in inputs]
-    primals = bind(*(x.primal for x in inputs))
-    per_order: list[list[Any] | None] = []
-    for k in range(1, ctx.order + 1):
-        coefficients = [x.coefficients[k] if lin else None for x, lin in zip(inputs, linear)]
-        if all(c is None for c in coefficients):
-            per_order.append(None)
-            continue
-        args = [
-            x.primal if not lin else jnp.zeros_like(x.primal) if c is None else c
-            for x, lin, c in zip(inputs, linear, coefficients)
-        ]
-        axes = [0 if c is not None and series.has_directions(k, ctx.order) else None
-                for c in coefficients]
-        per_order.append(jax.vmap(bind, in_axes=axes)(*args) if any(a == 0 for a in axes)
-                         else bind(*args))
-    return [
-        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)])
-        if is_float(p) else JetValue.constant(p, ctx.order)
-        for n, p in enumerate(primals)
-    ]
+    floats = [n for n, x in enumerate(inputs) if is_float(x.primal)]
+
+    def linear_map(*coefficients: Any) -> list[Any]:
+        args = [x.primal for x in inputs]  # indices and predicates stay at their primal
+        for n, c in zip(floats, coefficients):
+            args[n] = c
+        return bind(*args)
+
+    return map_coefficients(ctx, linear_map, [inputs[n] for n in floats],
+                            bind(*(x.primal for x in inputs)))
 
 
 def linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],

@@ -29,63 +29,10 @@ from jax import lax
 from jax._src.pjit import reshard_p
 
 from stde.core import Array, Context, JetValue, bind_equation, is_float
-from stde.rules import series
-from stde.rules.linear import register_linear
+from stde.rules.linear import map_coefficients, register_linear
 from stde.rules.registry import register
 
-LinearMap = Callable[..., Sequence[Array | None]]
 """``linear_map(*coefficients) -> outputs``: one entry per result, ``None`` for non-float."""
-
-
-def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetValue],
-                     primals_out: Sequence[Array]) -> list[JetValue]:
-    """Applies a linear map to every coefficient order of ``inputs``.
-
-    Coefficient ``k`` of result ``n`` is ``linear_map(x_k of each input)[n]``: the
-    direction axis of lower coefficients is folded in by ``jax.vmap``, and the summed
-    top goes through the map directly (the map is linear, so the top stays collapsed).
-    An input without coefficient ``k`` contributes zeros; when no input has one the
-    results' coefficient ``k`` is a symbolic zero.
-
-    Args:
-      ctx: the rule context (order ``K``, directions ``R``).
-      linear_map: a linear function of one array per input (shaped like its primal),
-        returning one array per result, or ``None`` for a result without coefficients.
-      inputs: the operands the map acts on.
-      primals_out: the results' primals; non-float ones become constants.
-
-    Returns:
-      One :class:`JetValue` per result.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from stde.core import JetValue
-      >>> from stde.interpreter import Interpreter
-      >>> x = JetValue(jnp.array([3.0, 1.0, 2.0]), (jnp.ones((2, 3)),), jnp.arange(3.0))
-      >>> reverse = lambda c: [c[::-1]]
-      >>> (y,) = map_coefficients(Interpreter(2, 2), reverse, [x], [x.primal[::-1]])
-      >>> y.summed.tolist()
-      [2.0, 1.0, 0.0]
-
-    """
-    per_order: list[Sequence[Array | None] | None] = []
-    for k in range(1, ctx.order + 1):
-        coefficients = [x.coefficients[k] for x in inputs]
-        if all(c is None for c in coefficients):
-            per_order.append(None)
-            continue
-        args = [jnp.zeros_like(x.primal) if c is None else c
-                for x, c in zip(inputs, coefficients)]
-        if series.has_directions(k, ctx.order):
-            axes = [None if c is None else 0 for c in coefficients]
-            per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
-        else:
-            per_order.append(linear_map(*args))
-    return [
-        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)])
-        if is_float(p) else JetValue.constant(p, ctx.order)
-        for n, p in enumerate(primals_out)
-    ]
 
 
 def locally_linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
