@@ -62,6 +62,28 @@ def collapsed(f: Callable[..., Any], primals: Sequence[Any],
     return coefficients[1:order], coefficients[order].sum(0)
 
 
+def case_tests(cases: Sequence[tuple[Any, ...]]) -> tuple[Callable[..., None], Callable[[], None]]:
+    """The two tests of a table of ``(name, f, make_primals, order, count)`` cases.
+
+    Returns ``(test_against_oracle, test_cases_cover_every_order_and_direction_count)``:
+    every case checked by :func:`check_collapsed`, and the table covering ``K = 1..6``
+    and ``R = 1..8``. Assign both to module-level names in a test file.
+    """
+    import pytest
+
+    @pytest.mark.parametrize("name, f, make_primals, order, count", cases,
+                             ids=[case[0] for case in cases])
+    def test_against_oracle(x64: None, name: str, f: Callable[..., Any],
+                            make_primals: Callable[[], Any], order: int, count: int) -> None:
+        check_collapsed(f, make_primals(), order, count, jax.random.PRNGKey(order + 10 * count))
+
+    def test_cases_cover_every_order_and_direction_count() -> None:
+        assert {case[3] for case in cases} == set(range(1, 7))
+        assert {case[4] for case in cases} == set(range(1, 9))
+
+    return test_against_oracle, test_cases_cover_every_order_and_direction_count
+
+
 def random_directions(key: Any, primals: Sequence[Any], order: int, count: int
                       ) -> list[list[Any]]:
     """Random normal coefficients ``x_1 .. x_K`` for ``count`` directions per primal."""

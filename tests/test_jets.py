@@ -8,28 +8,16 @@ from jax import lax
 from jax.experimental import jet as jax_jet
 
 import stde
+from tests.networks import mlp_params, tanh_mlp
 from tests.oracle import check_collapsed, taylor
 
 pytestmark = pytest.mark.usefixtures("x64")
 
 
-def _mlp_params(key, sizes):
-    keys = jax.random.split(key, len(sizes))
-    return [(jax.random.normal(k, (m, n)) / np.sqrt(m), 0.1 * jnp.ones(n))
-            for k, m, n in zip(keys, sizes[:-1], sizes[1:])]
-
-
-def tanh_mlp(params, x):
-    for w, b in params[:-1]:
-        x = jnp.tanh(x @ w + b)
-    w, b = params[-1]
-    return (x @ w + b)[0]
-
-
 @pytest.mark.parametrize("order,count", [(1, 1), (2, 1), (2, 8), (3, 2), (4, 5), (5, 3), (6, 1),
                                          (6, 4)])
 def test_tanh_mlp_matches_nested_jacfwd(order, count):
-    params = _mlp_params(jax.random.PRNGKey(0), [3, 6, 5, 1])
+    params = mlp_params(jax.random.PRNGKey(0), [3, 6, 5, 1])
     x = jnp.array([0.3, -0.2, 0.5])
     check_collapsed(lambda x: tanh_mlp(params, x), [x], order, count, jax.random.PRNGKey(order))
 

@@ -7,7 +7,12 @@ import pytest
 from jax import lax
 
 import stde
-from tests.oracle import assert_jet_matches_jax, check_collapsed, collapsed, random_directions
+from tests.oracle import (
+    assert_jet_matches_jax,
+    case_tests,
+    collapsed,
+    random_directions,
+)
 
 
 def normal(shape, seed=0):
@@ -106,15 +111,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, f, make_primals, order, count", CASES,
-                         ids=[case[0] for case in CASES])
-def test_against_oracle(x64, name, f, make_primals, order, count):
-    check_collapsed(f, make_primals(), order, count, jax.random.PRNGKey(order + 10 * count))
-
-
-def test_cases_cover_every_order_and_direction_count():
-    assert {case[3] for case in CASES} == set(range(1, 7))
-    assert {case[4] for case in CASES} == set(range(1, 9))
+test_against_oracle, test_cases_cover_every_order_and_direction_count = case_tests(CASES)
 
 
 @pytest.mark.parametrize("f", [

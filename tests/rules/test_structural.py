@@ -8,7 +8,7 @@ from jax import lax
 from jax.experimental import jet as jax_jet
 
 import stde
-from tests.oracle import assert_jet_matches_jax, check_collapsed
+from tests.oracle import assert_jet_matches_jax, case_tests, check_collapsed
 
 RNG = np.random.default_rng(0)
 W = RNG.normal(size=(3, 4))  # constant operands (float64 NumPy arrays)
@@ -108,15 +108,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, f, make_primals, order, count", CASES,
-                         ids=[case[0] for case in CASES])
-def test_against_oracle(x64, name, f, make_primals, order, count):
-    check_collapsed(f, make_primals(), order, count, jax.random.PRNGKey(order + 10 * count))
-
-
-def test_cases_cover_every_order_and_direction_count():
-    assert {case[3] for case in CASES} == set(range(1, 7))
-    assert {case[4] for case in CASES} == set(range(1, 9))
+test_against_oracle, test_cases_cover_every_order_and_direction_count = case_tests(CASES)
 
 
 def test_convert_element_type_round_trip(x64):
