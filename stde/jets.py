@@ -86,9 +86,14 @@ def _trace(fun: Callable[..., Any], primals: Sequence[PyTree], flat: list[jax.Ar
     return closed_jaxpr, out_tree[0]
 
 
-def _evaluate(fun: Callable[..., Any], primals: Sequence[PyTree],
-              inputs: list[JetValue], order: int, directions: int
-              ) -> tuple[list[JetValue], Any]:
+def evaluate_jets(fun: Callable[..., Any], primals: Sequence[PyTree],
+                  inputs: list[JetValue], order: int, directions: int
+                  ) -> tuple[list[JetValue], Any]:
+    """Traces ``fun`` and interprets it on ``inputs`` (one per primal leaf).
+
+    The entry point below the public API: symbolic zeros in ``inputs`` stay symbolic.
+    Returns the output jets (one per output leaf) and the output tree structure.
+    """
     closed_jaxpr, out_tree = _trace(fun, primals, [x.primal for x in inputs])
     outputs = Interpreter(order, directions).eval_jaxpr(closed_jaxpr, inputs)
     return outputs, out_tree
@@ -181,7 +186,7 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
             coefficients = tuple(_coefficient(cs[n_leaf], x, (count,), f"series[{i}][{k}]")
                                  for k, cs in enumerate(per_k))
             inputs.append(JetValue(x, coefficients, top[n_leaf]))
-    outputs, out_tree = _evaluate(fun, primals, inputs, order, count)
+    outputs, out_tree = evaluate_jets(fun, primals, inputs, order, count)
     return (
         _tree.tree_unflatten(out_tree, [o.primal for o in outputs]),
         _tree.tree_unflatten(out_tree, [[_materialise(o, k, count) for k in range(1, order)]
@@ -231,7 +236,7 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
         for n_leaf, x in enumerate(arrays):
             lower = tuple(None if cs[n_leaf] is None else cs[n_leaf][None] for cs in per_k[:-1])
             inputs.append(JetValue(x, lower, per_k[-1][n_leaf]))
-    outputs, out_tree = _evaluate(fun, primals, inputs, order, 1)
+    outputs, out_tree = evaluate_jets(fun, primals, inputs, order, 1)
     return (
         _tree.tree_unflatten(out_tree, [o.primal for o in outputs]),
         _tree.tree_unflatten(out_tree, [

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stde.core import JetValue
-from stde.jets import _evaluate
+from stde.jets import evaluate_jets
 
 Array = Any
 SparseVector = tuple[tuple[int, int], ...]
@@ -214,7 +214,7 @@ def evaluate(h: Callable[[Array], Any], x: Array, directions: Sequence[Direction
             count = d.count
             inputs = [JetValue(x, tuple(None if c is None else c.astype(x.dtype)
                                         for c in d.lower), None)]
-        outputs, out_tree = _evaluate(h, (x,), inputs, d.order, count)
+        outputs, out_tree = evaluate_jets(h, (x,), inputs, d.order, count)
         primal = jax.tree_util.tree_unflatten(out_tree, [o.primal for o in outputs])
         top = jax.tree_util.tree_unflatten(
             out_tree, [_zeros_like_output(o.primal) if o.summed is None
