@@ -69,27 +69,25 @@ def unary_rule(function: SeriesFunction) -> Callable[..., JetValue]:
     """
     def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
         (x,) = inputs
-        if ctx.order == 2 and x.lower[0] is not None:
-            return second_order(function, x)
+        if ctx.directions > 1 and ctx.order > 1:
+            return factored(function, x, ctx.order)
         return JetValue.from_coefficients(function(x.coefficients, ctx.order))
     return rule
 
 
-def second_order(function: SeriesFunction, x: JetValue) -> JetValue:
-    """``K = 2`` with ``f'`` and ``f''`` factored out of the sum over directions.
+def factored(function: SeriesFunction, x: JetValue, order: int) -> JetValue:
+    """``f(x)`` with ``f^{(m)}(x_0)`` factored out of the per-direction work.
 
-    ``y_1 = f'(x0) x_1`` and ``Σ_r y_{2,r} = f'(x0) x_2 + f''(x0) Σ_r x_{1,r}²`` (the
-    forward Laplacian's form): two passes over the per-direction arrays instead of the
-    recurrence's four. ``f'`` and ``f''`` are read off the same recurrence, run on one
-    unit direction, so each primitive still has a single definition.
+    The derivatives are read off ``function``'s own recurrence run on one unit
+    direction (direction-free cost, so each primitive keeps a single definition), and
+    :func:`series.compose` combines them with the ``R`` directions. At ``K = 2`` this is
+    the forward Laplacian: ``y_1 = f' x_1``, ``Σ_r y_{2,r} = f' x_2 + f'' Σ_r x_{1,r}²``.
     """
-    x1 = x.lower[0]
-    unit = jnp.ones((1, *np.shape(x.primal)), x1.dtype)
-    value, first, second = function([x.primal, unit, None], 2)
-    first = first[0]
-    lower = series.scale(x1, first, 1, 2)
-    summed = series.add(series.scale(x.summed, first, 2, 2), second * jnp.sum(x1 * x1, axis=0))
-    return JetValue(value, (lower,), summed)
+    shape = np.shape(x.primal)
+    unit = jnp.ones((1, *shape) if order > 1 else shape, jnp.result_type(x.primal))
+    derivatives = function([x.primal, unit] + [None] * (order - 1), order)
+    derivatives = [derivatives[0], *(d[0] for d in derivatives[1:order]), derivatives[order]]
+    return JetValue.from_coefficients(series.compose(derivatives, x.coefficients, order))
 
 
 def broadcast_value(value: JetValue, shape: tuple[int, ...], order: int) -> JetValue:

@@ -17,8 +17,10 @@ top coefficient* (DESIGN §2), and it makes every rule built here collapsed.
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from math import comb
+from math import comb, factorial, prod
 
 from stde.core import Array, Coefficient
 
@@ -90,22 +92,23 @@ def convolve(
 
     """
     total: Coefficient = None
+    per_direction: Coefficient = None
     for j, weight in terms:
         u, v = a[j], b[k - j]
         if u is None or v is None:
             continue
         u_dir, v_dir = has_directions(j, order), has_directions(k - j, order)
-        # A weight goes where it is cheapest: onto a direction-free factor, or after
-        # the sum over directions; never onto a per-direction array.
         if weight != 1 and not u_dir:
             u, weight = u * weight, 1
         elif weight != 1 and not v_dir:
             v, weight = v * weight, 1
         term = product(u, v, u_dir, v_dir)
+        term = term if weight == 1 else term * weight
         if k == order and u_dir and v_dir:
-            term = term.sum(0)
-        total = add(total, term if weight == 1 else term * weight)
-    return total
+            per_direction = add(per_direction, term)
+        else:
+            total = add(total, term)
+    return total if per_direction is None else add(total, per_direction.sum(0))
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
@@ -154,3 +157,92 @@ def ode(x: Sequence[Coefficient], y0: Array, slope: Callable[[Series, int], Coef
 def fixed(series: Sequence[Coefficient]) -> Callable[[Series, int], Coefficient]:
     """A ``slope`` for :func:`ode` that is a series known in advance."""
     return lambda _, m: series[m]
+
+
+@functools.cache
+def bell_terms(k: int) -> tuple[tuple[int, tuple[tuple[int, ...], int], ...], ...]:
+    """Faà di Bruno's formula for ``y_k`` of ``y = f(x)`` with exact integer weights.
+
+    ``y_k = Σ_m f^{(m)}(x_0) Σ_{π} w_π Π_{b ∈ π} x_b`` over the partitions ``π`` of ``k``
+    into ``m`` parts ``b`` (the partial Bell polynomial ``B_{k,m}``), with
+    ``w_π = k! / Π_j (j!^{c_j} c_j!)`` where ``c_j`` counts the parts equal to ``j``.
+
+    Returns:
+      ``((m, ((parts, w_π), ...)), ...)`` for ``m = 1 .. k``; ``parts`` ascending.
+
+    Example:
+      >>> bell_terms(3)
+      ((1, (((3,), 1),)), (2, (((1, 2), 3),)), (3, (((1, 1, 1), 1),)))
+
+    """
+    def partitions(n: int, largest: int) -> Iterable[tuple[int, ...]]:
+        if n == 0:
+            yield ()
+        for part in range(min(n, largest), 0, -1):
+            for rest in partitions(n - part, part):
+                yield (*rest, part)
+
+    groups: dict[int, list[tuple[tuple[int, ...], int]]] = {}
+    for parts in partitions(k, k):
+        weight = factorial(k) // prod(factorial(j) ** c * factorial(c)
+                                      for j, c in Counter(parts).items())
+        groups.setdefault(len(parts), []).append((parts, weight))
+    return tuple((m, tuple(sorted(groups[m]))) for m in sorted(groups))
+
+
+def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) -> Series:
+    """Series of ``f(x)`` from ``f^{(m)}(x_0)``, ``m = 0 .. K``, by Faà di Bruno.
+
+    The derivatives are direction-free, so each one multiplies a per-direction
+    polynomial in ``x_1 .. x_{K-1}`` (monomials shared between coefficients), and the
+    top sums that polynomial over directions once: the forward Laplacian's form
+    generalised to any ``K``. Only ``x_K`` (already summed) meets ``f'`` directly.
+
+    Args:
+      derivatives: ``f(x_0), f'(x_0), .., f^{(K)}(x_0)``, each shaped like ``x_0``.
+      x: the input series in the collapsed layout.
+      order: ``K``.
+
+    Returns:
+      The output series in the collapsed layout.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = [jnp.float32(0.0), jnp.full((2,), 2.0), None]   # K = 2, R = 2
+      >>> y = compose([1.0, 1.0, 1.0], x, 2)                  # exp at 0
+      >>> [y[1].tolist(), float(y[2])]
+      [[2.0, 2.0], 8.0]
+
+    """
+    monomials: dict[tuple[int, ...], Coefficient] = {}
+
+    def monomial(parts: tuple[int, ...]) -> Coefficient:
+        if parts not in monomials:
+            head = x[parts[-1]]
+            rest = monomial(parts[:-1]) if len(parts) > 1 else 1
+            monomials[parts] = None if head is None or rest is None else rest * head
+        return monomials[parts]
+
+    y: Series = [derivatives[0]]
+    for k in range(1, order + 1):
+        top = k == order
+        direct = scale(x[k], derivatives[1], k, order) if top else None
+        groups: list[tuple[Array, Array]] = []
+        for m, partitions in bell_terms(k):
+            terms = [(monomial(parts), w) for parts, w in partitions if not (top and m == 1)]
+            terms = [(u, w) for u, w in terms if u is not None]
+            if len(terms) == 1:
+                (u, w), = terms
+                groups.append((u, derivatives[m] * w if w != 1 else derivatives[m]))
+            elif terms:
+                groups.append((functools.reduce(add, (u if w == 1 else u * w for u, w in terms)),
+                               derivatives[m]))
+        if not groups:
+            y.append(direct)
+        elif top and len(groups) == 1:
+            (polynomial, factor), = groups
+            y.append(add(direct, polynomial.sum(0) * factor))
+        else:
+            total = functools.reduce(add, (polynomial * factor for polynomial, factor in groups))
+            y.append(add(direct, total.sum(0) if top else total))
+    return y
