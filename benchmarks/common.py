@@ -1,10 +1,11 @@
-"""Shared pieces of the benchmark harness: the network, measuring one compiled function, fits.
+"""Shared pieces of the benchmark harness: the network, measuring compiled functions, fits.
 
 Every figure comes from one ``jax.jit``-compiled executable: XLA flops
 (``compiled.cost_analysis()``), temporary buffer bytes
 (``compiled.memory_analysis().temp_size_in_bytes``) and the median wall time of
-``repeats`` calls after one warm-up call (``block_until_ready``). Flops and bytes are
-deterministic; wall times depend on the machine's load.
+``repeats`` calls after one warm-up call (``block_until_ready``), the methods compared
+timed in interleaved rounds. Flops and bytes are deterministic; wall times depend on
+the machine's load.
 """
 
 from __future__ import annotations
@@ -120,33 +121,55 @@ def compile_stats(compiled: Any) -> tuple[float | None, int | None]:
     return (None if flops is None else float(flops)), temp
 
 
-def measure(fn: Callable[..., Any], args: Sequence[Any], repeats: int,
-            max_seconds: float = 20.0) -> Measurement:
-    """Compiles ``jax.jit(fn)`` for ``args`` and times it.
+@dataclasses.dataclass
+class Prepared:
+    """A compiled function with its arguments, static figures and first output."""
 
-    Args:
-      fn: the function to benchmark.
-      args: its arguments (arrays or pytrees of arrays; all traced, none static).
-      repeats: timed calls after one warm-up call (fewer if ``max_seconds`` runs out).
-      max_seconds: stop timing after this much wall time (at least 3 calls are timed).
+    call: Callable[[], Any]
+    flops: float | None
+    temp_bytes: int | None
+    compile_s: float
+    output: Any
 
-    Returns:
-      The :class:`Measurement`.
-    """
+
+def prepare(fn: Callable[..., Any], args: Sequence[Any]) -> Prepared:
+    """Compiles ``jax.jit(fn)`` for ``args``, reads its static figures, runs it once."""
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
     flops, temp = compile_stats(compiled)
     output = jax.block_until_ready(compiled(*args))
-    times = []
+    return Prepared(lambda: compiled(*args), flops, temp, compile_s, output)
+
+
+def measure_interleaved(prepared: dict[str, Prepared], repeats: int,
+                        max_seconds: float = 30.0) -> dict[str, Measurement]:
+    """Times every prepared function in rounds, one call of each per round.
+
+    The order rotates from round to round, so a change in the machine's load hits
+    every method alike and the ratios between methods stay fair on a shared machine.
+
+    Args:
+      prepared: per method, what :func:`prepare` returned.
+      repeats: rounds (fewer if ``max_seconds`` runs out; at least 3).
+      max_seconds: stop starting rounds after this much wall time.
+
+    Returns:
+      Per method, its :class:`Measurement`.
+    """
+    names = list(prepared)
+    times: dict[str, list[float]] = {name: [] for name in names}
     budget_end = time.perf_counter() + max_seconds
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-        if i >= 2 and time.perf_counter() > budget_end:
+    for round_ in range(repeats):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(prepared[name].call())
+            times[name].append(time.perf_counter() - t0)
+        if round_ >= 2 and time.perf_counter() > budget_end:
             break
-    return Measurement(statistics.median(times), min(times), flops, temp, compile_s, output)
+    return {name: Measurement(statistics.median(times[name]), min(times[name]), p.flops,
+                              p.temp_bytes, p.compile_s, p.output)
+            for name, p in prepared.items()}
 
 
 def grad_temp_bytes(fn: Callable[..., Any], args: Sequence[Any]) -> int | None:

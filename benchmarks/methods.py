@@ -4,8 +4,12 @@ All builders return a function of ``(params, x)`` for one point ``x`` of shape `
 (suites batch it with ``jax.vmap``). The common currency is a *directional sum*
 ``Σ_r w_r ⟨∂^K f(x), v_r^{⊗K}⟩`` over rows ``v_r`` of ``directions``:
 
-* ``nested``: first-order AD nested: forward-over-reverse HVPs ``vᵀ∇²f v``
-  (``jvp`` of ``grad``), with ``K-2`` more ``jvp`` along ``v`` for ``K > 2``, vmapped over ``r``;
+* ``nested``: first-order AD nested, grad of grad: forward-over-reverse HVPs
+  ``y ↦ vᵀ∇²g(y) v`` applied ``K/2`` times (``g = f`` innermost; one more gradient
+  along ``v`` when ``K`` is odd), vmapped over ``r``. For ``K = 4`` this is the
+  construction of the exact biharmonic's Laplacian of Laplacian;
+* ``nested_jvp``: the cheapest nested form, ``K-2`` forward passes along ``v`` over one
+  HVP (``jvp∘…∘jvp∘grad``); equal to ``nested`` for ``K ≤ 2``;
 * ``taylor``: ``jax.experimental.jet`` with ``x_1 = v``, vmapped over ``r``
   (standard Taylor mode);
 * ``stde_jet``: :func:`stde.jet` the same way;
@@ -35,10 +39,11 @@ Scalar = Callable[[Any, jax.Array], jax.Array]
 PointFn = Callable[[Any, jax.Array], jax.Array]
 
 DIRECTIONAL_METHODS = ("nested", "taylor", "stde_jet", "stde_collapsed")
+"""Methods of :func:`directional_sum` for every ``K`` (``nested_jvp`` adds one for ``K > 2``)."""
 
 
 def nested_directional(f: Scalar, params: Any, x: jax.Array, v: jax.Array, order: int) -> jax.Array:
-    """``⟨∂^K f(x), v^{⊗K}⟩`` by forward-over-reverse AD (``K ≥ 1``)."""
+    """``⟨∂^K f(x), v^{⊗K}⟩`` by ``K-1`` forward passes over one reverse pass (``K ≥ 1``)."""
     def first(y: jax.Array) -> jax.Array:
         return jax.grad(f, argnums=1)(params, y) @ v
 
@@ -46,6 +51,23 @@ def nested_directional(f: Scalar, params: Any, x: jax.Array, v: jax.Array, order
     for _ in range(order - 1):
         derivative = functools.partial(
             lambda g, y: jax.jvp(g, (y,), (v,))[1], derivative)
+    return derivative(x)
+
+
+def nested_hvp_directional(f: Scalar, params: Any, x: jax.Array, v: jax.Array,
+                           order: int) -> jax.Array:
+    """``⟨∂^K f(x), v^{⊗K}⟩`` by nested forward-over-reverse HVPs (grad of grad)."""
+    def gradient_along(g: Callable[[jax.Array], jax.Array], y: jax.Array) -> jax.Array:
+        return jax.grad(g)(y) @ v
+
+    def hvp_along(g: Callable[[jax.Array], jax.Array], y: jax.Array) -> jax.Array:
+        return jax.jvp(jax.grad(g), (y,), (v,))[1] @ v
+
+    derivative: Callable[[jax.Array], jax.Array] = functools.partial(f, params)
+    if order % 2:
+        derivative = functools.partial(gradient_along, derivative)
+    for _ in range(order // 2):
+        derivative = functools.partial(hvp_along, derivative)
     return derivative(x)
 
 
@@ -71,9 +93,11 @@ def directional_sum(method: str, f: Scalar, directions: jax.Array, weights: Sequ
     def weighted(values: jax.Array) -> jax.Array:
         return values.sum() if w is None else values @ jnp.asarray(w, values.dtype)
 
-    if method == "nested":
+    if method in ("nested", "nested_jvp"):
+        nested = nested_hvp_directional if method == "nested" else nested_directional
+
         def g(params: Any, x: jax.Array) -> jax.Array:
-            return weighted(jax.vmap(lambda v: nested_directional(f, params, x, v, order))(rows(x)))
+            return weighted(jax.vmap(lambda v: nested(f, params, x, v, order))(rows(x)))
     elif method in ("taylor", "stde_jet"):
         jet_fn = jax_jet.jet if method == "taylor" else stde.jet
 
@@ -85,7 +109,7 @@ def directional_sum(method: str, f: Scalar, directions: jax.Array, weights: Sequ
             return collapsed_directional_sum(f, params, x, rows(x), w, order)
     else:
         raise ValueError(f"unknown directional method {method!r}; expected one of "
-                         f"{DIRECTIONAL_METHODS}.")
+                         f"{(*DIRECTIONAL_METHODS, 'nested_jvp')}.")
     return g
 
 

@@ -66,6 +66,7 @@ TARGETS = (
     Target("stochastic_laplacian", "median_s", "taylor", 0.55),
     Target("stochastic_biharmonic", "median_s", "taylor", 0.8),
     Target("stochastic_biharmonic", "median_s", "nested", 0.2),
+    Target("stochastic_biharmonic", "median_s", "nested_jvp", 0.2),
     Target("biharmonic", "median_s", "nested", 0.6, at=64),
     Target("pinn", "iterations_per_s", "sdgd_hvp", 2.5, at_least=True),
 )
@@ -112,7 +113,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"Command: `{result['command']}`", "",
              f"Machine: {machine_label(info)}; {info['platform']}; load average at start "
              f"{_fmt_load(info.get('load_average'))}. {result.get('machine_note', '')}", "",
-             "Time: median wall time of one jitted call after compilation and warm-up; "
+             "Time: median wall time of one jitted call after compilation and warm-up, the "
+             "methods of a sweep point timed in interleaved rounds (one call each per round, "
+             "order rotating) so that load changes hit all alike; "
              "flops and temp bytes: XLA's `cost_analysis()` / `memory_analysis()` of the "
              "compiled executable (deterministic). Ratios are to the suite's reference "
              "(nested AD; SDGD for the PINN step).", ""]

@@ -11,9 +11,10 @@ import jax
 
 from benchmarks.common import (
     PAPER_HIDDEN,
-    Measurement,
+    Prepared,
     grad_temp_bytes,
-    measure,
+    measure_interleaved,
+    prepare,
     relative_difference,
 )
 
@@ -83,25 +84,26 @@ def run_sweep(variable: str, values: Sequence[int], build: Callable[[int], Case]
     """
     rows = []
     for value in values:
-        outputs: dict[str, Any] = {}
-        for method, (fn, args) in build(value).items():
-            row: dict[str, Any] = {variable: value, "method": method}
+        case = build(value)
+        prepared: dict[str, Prepared] = {}
+        extra: dict[str, dict[str, Any]] = {m: {variable: value, "method": m} for m in case}
+        for method, (fn, args) in case.items():
             try:
-                m: Measurement = measure(fn, args, repeats)
-                row.update(m.as_dict())
-                outputs[method] = m.output
+                prepared[method] = prepare(fn, args)
                 if method in grad_methods and value == values[-1]:
-                    row["grad_temp_bytes"] = grad_temp_bytes(fn, args)
+                    extra[method]["grad_temp_bytes"] = grad_temp_bytes(fn, args)
             except Exception as e:  # a method failing must not stop the others
-                row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                extra[method]["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 log(traceback.format_exc(limit=3))
+        measured = measure_interleaved(prepared, repeats)
+        base = measured[reference].output if reference in measured else None
+        for method, row in extra.items():
+            if method in measured:
+                row.update(measured[method].as_dict())
+                if base is not None and compare(method):
+                    row["rel_diff"] = relative_difference(measured[method].output, base)
             rows.append(row)
             log(_describe(row, variable))
-        base = outputs.get(reference)
-        for row in rows:
-            if row[variable] == value and row["method"] in outputs and base is not None \
-                    and compare(row["method"]):
-                row["rel_diff"] = relative_difference(outputs[row["method"]], base)
         jax.clear_caches()
     return rows
 

@@ -41,8 +41,8 @@ def dense_stochastic_case(params: Any, points: jax.Array, samples: int,
             return methods.directional_sum(method, mlp, v, None, order)(p, x) * scale
         return g
 
-    case: Case = {m: (batched(estimator(m)), (params, points, key))
-                  for m in methods.DIRECTIONAL_METHODS}
+    names = (*methods.DIRECTIONAL_METHODS, *(("nested_jvp",) if order > 2 else ()))
+    case: Case = {m: (batched(estimator(m)), (params, points, key)) for m in names}
     if methods.operator_api_available(stochastic=True):
         import stde.operators as ops
 

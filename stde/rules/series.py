@@ -92,23 +92,32 @@ def convolve(
 
     """
     total: Coefficient = None
-    per_direction: Coefficient = None
+    summands: list[tuple[Array, int | float]] = []  # per-direction top terms, summed once
     for j, weight in terms:
         u, v = a[j], b[k - j]
         if u is None or v is None:
             continue
         u_dir, v_dir = has_directions(j, order), has_directions(k - j, order)
+        # A weight goes where it is cheapest: onto a direction-free factor, or after
+        # the sum over directions.
         if weight != 1 and not u_dir:
             u, weight = u * weight, 1
         elif weight != 1 and not v_dir:
             v, weight = v * weight, 1
         term = product(u, v, u_dir, v_dir)
-        term = term if weight == 1 else term * weight
         if k == order and u_dir and v_dir:
-            per_direction = add(per_direction, term)
+            summands.append((term, weight))
         else:
-            total = add(total, term)
-    return total if per_direction is None else add(total, per_direction.sum(0))
+            total = add(total, term if weight == 1 else term * weight)
+    if not summands:
+        return total
+    # One reduction over directions for all per-direction terms.
+    weights = {w for _, w in summands}
+    if len(weights) == 1:
+        summed = functools.reduce(add, (t for t, _ in summands)).sum(0)
+        common = weights.pop()
+        return add(total, summed if common == 1 else summed * common)
+    return add(total, functools.reduce(add, (t if w == 1 else t * w for t, w in summands)).sum(0))
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
@@ -217,9 +226,10 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
     monomials: dict[tuple[int, ...], Coefficient] = {}
 
     def monomial(parts: tuple[int, ...]) -> Coefficient:
+        if len(parts) == 1:
+            return x[parts[0]]
         if parts not in monomials:
-            head = x[parts[-1]]
-            rest = monomial(parts[:-1]) if len(parts) > 1 else 1
+            rest, head = monomial(parts[:-1]), x[parts[-1]]
             monomials[parts] = None if head is None or rest is None else rest * head
         return monomials[parts]
 
@@ -241,7 +251,7 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
             y.append(direct)
         elif top and len(groups) == 1:
             (polynomial, factor), = groups
-            y.append(add(direct, polynomial.sum(0) * factor))
+            y.append(add(direct, factor * polynomial.sum(0)))
         else:
             total = functools.reduce(add, (polynomial * factor for polynomial, factor in groups))
             y.append(add(direct, total.sum(0) if top else total))
