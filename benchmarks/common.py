@@ -25,6 +25,9 @@ import numpy as np
 
 Params = list[tuple[jax.Array, jax.Array]]
 
+COMPILER_OPTIONS: dict[str, str] = {}
+"""XLA options for every compilation of a run (``--compiler-option``); empty: XLA's defaults."""
+
 PAPER_HIDDEN = (768, 768, 512, 512)
 """Hidden widths of the collapsing paper's tanh MLP ``D → 768 → 768 → 512 → 512 → 1``."""
 
@@ -132,10 +135,15 @@ class Prepared:
     output: Any
 
 
+def compile_jitted(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
+    """``jax.jit(fn)`` compiled for ``args`` with the run's :data:`COMPILER_OPTIONS`."""
+    return jax.jit(fn).lower(*args).compile(compiler_options=dict(COMPILER_OPTIONS) or None)
+
+
 def prepare(fn: Callable[..., Any], args: Sequence[Any]) -> Prepared:
     """Compiles ``jax.jit(fn)`` for ``args``, reads its static figures, runs it once."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    compiled = compile_jitted(fn, args)
     compile_s = time.perf_counter() - start
     flops, temp = compile_stats(compiled)
     output = jax.block_until_ready(compiled(*args))
@@ -160,7 +168,7 @@ def measure_interleaved(prepared: dict[str, Prepared], repeats: int,
     names = list(prepared)
     times: dict[str, list[float]] = {name: [] for name in names}
     budget_end = time.perf_counter() + max_seconds
-    for round_ in range(repeats):
+    for round_ in range(repeats if names else 0):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             t0 = time.perf_counter()
             jax.block_until_ready(prepared[name].call())
@@ -174,7 +182,7 @@ def measure_interleaved(prepared: dict[str, Prepared], repeats: int,
 
 def grad_temp_bytes(fn: Callable[..., Any], args: Sequence[Any]) -> int | None:
     """Temp bytes of ``grad`` (w.r.t. the first argument) of ``sum(fn(*args))``, compiled only."""
-    compiled = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a)))).lower(*args).compile()
+    compiled = compile_jitted(jax.grad(lambda *a: jnp.sum(fn(*a))), args)
     return compile_stats(compiled)[1]
 
 

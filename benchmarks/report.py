@@ -119,6 +119,9 @@ def markdown(result: dict[str, Any]) -> str:
              "flops and temp bytes: XLA's `cost_analysis()` / `memory_analysis()` of the "
              "compiled executable (deterministic). Ratios are to the suite's reference "
              "(nested AD; SDGD for the PINN step).", ""]
+    if result.get("compiler_options"):
+        options = ", ".join(f"`{k}={v}`" for k, v in result["compiler_options"].items())
+        lines += [f"XLA compiler options for every method: {options}.", ""]
     if result.get("targets"):
         lines += ["## Targets", "", "| target | method | at | measured | met |",
                   "|---|---|---|---|---|"]

@@ -1,7 +1,8 @@
 """Command line: ``python -m benchmarks.run --suite NAME [--size small|paper] [--tiny]``.
 
 Runs the chosen suites (``all`` runs every suite) in one process, prints progress and
-writes ``benchmarks/results/<suite>-<size>.{json,md,png}``.
+writes ``benchmarks/results/<suite>-<size>[-<tag>].{json,md,png}``. XLA options given
+with ``--compiler-option`` apply to every method alike and are recorded in the output.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import jax
 
-from benchmarks import report
+from benchmarks import common, report
 from benchmarks.common import machine_info
 from benchmarks.suites import SIZES, SUITES, Size
 
@@ -24,8 +25,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: bool = False,
-        command: str = "") -> dict[str, Any]:
+        command: str = "", compiler_options: dict[str, str] | None = None) -> dict[str, Any]:
     """Runs ``suites`` at ``size`` (a name from ``SIZES`` or a :class:`Size`).
+
+    ``compiler_options`` (XLA options such as ``xla_cpu_experimental_ynn_fusion_type``)
+    apply to every compilation of the run, every method alike.
 
     Returns:
       The result dictionary (machine, config, per-suite rows with ratios and slopes,
@@ -37,14 +41,20 @@ def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: 
         size = dataclasses.replace(size, repeats=repeats)
     log = (lambda _: None) if quiet else (lambda s: print(s, flush=True))
     result: dict[str, Any] = {"size": size_name, "command": command, "machine": machine_info(),
-                              "config": size.__dict__, "suites": {}}
+                              "config": size.__dict__, "suites": {},
+                              "compiler_options": dict(compiler_options or {})}
     start = time.perf_counter()
-    for name in suites:
-        log(f"== {name} ({size_name})")
-        suite = SUITES[name](size, log=log)
-        report.add_ratios(suite)
-        report.add_slopes(suite)
-        result["suites"][name] = suite
+    common.COMPILER_OPTIONS.clear()
+    common.COMPILER_OPTIONS.update(compiler_options or {})
+    try:
+        for name in suites:
+            log(f"== {name} ({size_name})")
+            suite = SUITES[name](size, log=log)
+            report.add_ratios(suite)
+            report.add_slopes(suite)
+            result["suites"][name] = suite
+    finally:
+        common.COMPILER_OPTIONS.clear()
     result["total_s"] = time.perf_counter() - start
     result["targets"] = report.evaluate_targets(result["suites"])
     return result
@@ -64,14 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     parser.add_argument("--note", default="", help="free text about the machine (e.g. 'shared')")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument("--compiler-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="XLA option for every compilation (repeatable), e.g. "
+                             "xla_cpu_experimental_ynn_fusion_type= (empty value)")
+    parser.add_argument("--tag", default="", help="suffix of the output files' names")
     args = parser.parse_args(argv)
     jax.config.update("jax_platforms", jax.config.jax_platforms or "cpu")
     size = "tiny" if args.tiny else args.size
     names = list(SUITES) if args.suite == "all" else [args.suite]
     command = "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:])
-    result = run(names, size, args.repeats, command=command.strip())
+    options = {}
+    for option in args.compiler_option:
+        key, equals, value = option.partition("=")
+        if not equals or not key:
+            parser.error(f"--compiler-option needs KEY=VALUE, got {option!r}")
+        options[key] = value
+    result = run(names, size, args.repeats, command=command.strip(), compiler_options=options)
     result["machine_note"] = args.note
-    paths = report.write(result, args.out, f"{args.suite}-{size}", figure=not args.no_plot)
+    stem = "-".join(filter(None, [args.suite, size, args.tag]))
+    paths = report.write(result, args.out, stem, figure=not args.no_plot)
     print("\n".join(["", *(f"{t['target']} [{t['method']}, {t['at']}]: {t['ratio']:.3f}× "
                            f"({'met' if t['met'] else 'NOT met'})" for t in result["targets"])]))
     print("wrote " + ", ".join(map(str, paths)))

@@ -77,3 +77,47 @@ def test_biharmonic_directions_merge_shared_pure_terms():
     assert len(directions) == dim + 3 * dim * (dim - 1) // 2
     assert len({tuple(d) for d in directions}) == len(directions)
     assert np.all(np.isfinite(weights))
+
+
+def test_nested_hvp_and_jvp_forms_agree(x64):
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.common import init_mlp, mlp
+
+    params = init_mlp(jax.random.PRNGKey(0), 3, (5,))
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    x = jnp.array([0.3, -0.2, 0.5])
+    v = jnp.array([1.0, -2.0, 0.5])
+    for order in (1, 2, 3, 4):
+        hvp = methods.nested_hvp_directional(mlp, params, x, v, order)
+        jvp = methods.nested_directional(mlp, params, x, v, order)
+        np.testing.assert_allclose(hvp, jvp, rtol=1e-10)
+
+
+def test_compiler_options_reach_every_compilation_and_the_report(tmp_path):
+    from benchmarks import common
+
+    bogus = run(["stochastic_laplacian"], MICRO, quiet=True,
+                compiler_options={"xla_no_such_option": "1"})
+    rows = bogus["suites"]["stochastic_laplacian"]["rows"]
+    assert rows and all("xla_no_such_option" in row.get("error", "") for row in rows)
+    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    result = run(["stochastic_laplacian"], MICRO, quiet=True, compiler_options=options)
+    assert all("error" not in row for row in result["suites"]["stochastic_laplacian"]["rows"])
+    assert common.COMPILER_OPTIONS == {}
+    assert result["compiler_options"] == options
+    text = report.write(result, tmp_path, "opts", figure=False)[1].read_text()
+    assert "xla_cpu_experimental_ynn_fusion_type=" in text
+
+
+def test_interleaved_timing_gives_every_method_its_rounds():
+    from benchmarks.common import Prepared, measure_interleaved
+
+    calls = []
+    prepared = {name: Prepared(lambda name=name: calls.append(name), 1.0, 0, 0.0, name)
+                for name in ("a", "b", "c")}
+    measured = measure_interleaved(prepared, repeats=3)
+    assert sorted(calls) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert calls[:3] == ["a", "b", "c"] and calls[3:6] == ["b", "c", "a"]
+    assert all(m.output == name for name, m in measured.items())
