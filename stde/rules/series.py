@@ -21,6 +21,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from math import comb, factorial, prod
+from typing import Any
 
 from stde.core import Array, Coefficient
 
@@ -109,15 +110,23 @@ def convolve(
             summands.append((term, weight))
         else:
             total = add(total, term if weight == 1 else term * weight)
-    if not summands:
-        return total
-    # One reduction over directions for all per-direction terms.
-    weights = {w for _, w in summands}
-    if len(weights) == 1:
-        summed = functools.reduce(add, (t for t, _ in summands)).sum(0)
-        common = weights.pop()
-        return add(total, summed if common == 1 else summed * common)
-    return add(total, functools.reduce(add, (t if w == 1 else t * w for t, w in summands)).sum(0))
+    return add(total, sum_over_directions(summands)) if summands else total
+
+
+def sum_over_directions(terms: Sequence[tuple[Array, Any]]) -> Array:
+    """``Σ_r Σ_i c_i t_{i,r}`` with one reduction over the direction axis.
+
+    A factor ``c`` common to every term (a single term, or equal Python numbers) is
+    applied after the reduction, to the direction-free result; otherwise each term is
+    scaled before it. A factor may be a number or a direction-free array.
+    """
+    factors = [c for _, c in terms]
+    first = factors[0]
+    if len(terms) == 1 or all(isinstance(c, int | float) and c == first for c in factors):
+        summed = functools.reduce(add, (t for t, _ in terms)).sum(0)
+        return summed if isinstance(first, int | float) and first == 1 else first * summed
+    return functools.reduce(add, (t if isinstance(c, int | float) and c == 1 else t * c
+                                  for t, c in terms)).sum(0)
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
@@ -249,10 +258,8 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
                                derivatives[m]))
         if not groups:
             y.append(direct)
-        elif top and len(groups) == 1:
-            (polynomial, factor), = groups
-            y.append(add(direct, factor * polynomial.sum(0)))
+        elif top:
+            y.append(add(direct, sum_over_directions(groups)))
         else:
-            total = functools.reduce(add, (polynomial * factor for polynomial, factor in groups))
-            y.append(add(direct, total.sum(0) if top else total))
+            y.append(functools.reduce(add, (polynomial * factor for polynomial, factor in groups)))
     return y
