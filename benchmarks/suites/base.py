@@ -86,18 +86,18 @@ def run_sweep(variable: str, values: Sequence[int], build: Callable[[int], Case]
     for value in values:
         case = build(value)
         prepared: dict[str, Prepared] = {}
-        extra: dict[str, dict[str, Any]] = {m: {variable: value, "method": m} for m in case}
+        row_of: dict[str, dict[str, Any]] = {m: {variable: value, "method": m} for m in case}
         for method, (fn, args) in case.items():
             try:
                 prepared[method] = prepare(fn, args)
                 if method in grad_methods and value == values[-1]:
-                    extra[method]["grad_temp_bytes"] = grad_temp_bytes(fn, args)
+                    row_of[method]["grad_temp_bytes"] = grad_temp_bytes(fn, args)
             except Exception as e:  # a method failing must not stop the others
-                extra[method]["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                row_of[method]["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 log(traceback.format_exc(limit=3))
         measured = measure_interleaved(prepared, repeats)
         base = measured[reference].output if reference in measured else None
-        for method, row in extra.items():
+        for method, row in row_of.items():
             if method in measured:
                 row.update(measured[method].as_dict())
                 if base is not None and compare(method):
