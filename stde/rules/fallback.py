@@ -29,6 +29,7 @@ from jax._src.interpreters import ad, batching
 from jax.extend.core import Primitive
 
 from stde.core import Context, JetValue, bind_equation, is_float
+from stde.rules import series
 
 
 class UnsupportedPrimitiveError(NotImplementedError):
@@ -167,7 +168,7 @@ def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetVal
         lower: tuple[Any, ...] = (None,) * (order - 1)
         if derivatives is not None:
             lower = tuple(derivatives[k][position] for k in range(1, order))
-            nonlinear_top = derivatives[order][position].sum(0)
+            nonlinear_top = series.sum_directions(derivatives[order][position])
             top = nonlinear_top if top is None else top + nonlinear_top
         results[n] = JetValue(outs[n], lower, top)
     return results if primitive.multiple_results else results[0]

@@ -86,3 +86,14 @@ def test_compose_second_order_is_the_forward_laplacian():
     np.testing.assert_allclose(y[1], f[1] * x1)
     np.testing.assert_allclose(y[2], f[1] * x2 + f[2] * (x1 ** 2).sum(0))
     assert math.isclose(float(y[2][0]), 2 * 0.5 + 5 * 10)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 7, 8, 9, 50])
+def test_sum_directions_equals_the_sum_over_the_leading_axis(count):
+    x = jax.random.normal(jax.random.PRNGKey(count), (count, 3, 2))
+    np.testing.assert_allclose(series.sum_directions(x), x.sum(0), rtol=1e-14)
+    jaxpr = jax.make_jaxpr(series.sum_directions)(x).jaxpr
+    reductions = [e for e in jaxpr.eqns if e.primitive.name == "reduce_sum"]
+    # A few directions are summed by pairwise adds (no reduction in the fused graph);
+    # many by one reduction.
+    assert len(reductions) == (count > series.PAIRWISE_DIRECTIONS)
