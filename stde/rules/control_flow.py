@@ -6,8 +6,11 @@ rebuilds the primitive's structure around the interpretation with ordinary JAX:
 * ``jit``: the body runs inside a ``jax.jit`` boundary (:class:`stde.core.JetValue` is a
   pytree whose ``None`` coefficients are static structure). The jitted interpretation
   is cached per (jaxpr, context), so eager repeated calls do not recompile.
-* ``custom_jvp_call``, ``custom_vjp_call``, ``closed_call``, ``call``: the primal body
-  is interpreted; custom derivative rules are first-order only and are not used.
+* ``custom_jvp_call`` and ``call_hi_primitive`` (``lax.custom_root`` on JAX 0.11+):
+  derivatives come from the JVP rule, differentiated again for higher orders, exactly
+  as ``jax.hessian`` takes them (:func:`stde.rules.fallback.jvp_rule`).
+* ``custom_vjp_call``, ``closed_call``, ``call``: the primal body is interpreted (a
+  ``custom_vjp`` rule is reverse-mode only, so forward Taylor mode cannot use it).
 * ``remat2`` (``jax.checkpoint``): the body runs under ``jax.checkpoint`` with the
   same policy; ``name`` (``checkpoint_name``) is an identity on every coefficient.
 * ``cond``: every branch is traced abstractly to find its outputs' zero patterns; a
@@ -42,7 +45,9 @@ from jax.extend.core import primitives as prims
 
 from stde.core import Context, JetValue, is_float, zeros_coefficient
 from stde.rules import series
+from stde.rules.fallback import jvp_rule
 from stde.rules.linear import broadcast_coefficient, register_linear
+from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
 from stde.rules.registry import register
 
 Pattern = tuple[bool, ...]
@@ -198,19 +203,20 @@ def _interpret(ctx: Context, jaxpr: AnyJaxpr) -> Callable[[Sequence[JetValue]], 
 
 def call_rule(ctx: Context, inputs: Sequence[JetValue], *, call_jaxpr: AnyJaxpr,
               **_: Any) -> list[JetValue]:
-    """``closed_call``, ``call``, ``custom_jvp_call``, ``custom_vjp_call``: the primal body.
+    """``closed_call``, ``call``, ``custom_vjp_call``: the primal body.
 
-    The custom JVP/VJP rules are first-order only; the body defines the function, so
-    its Taylor coefficients are those of the body.
+    A ``custom_vjp`` rule is reverse-mode only; the body defines the function, so its
+    Taylor coefficients are those of the body.
 
     Example:
       >>> import jax, jax.numpy as jnp
       >>> import stde
       >>> x = jnp.array([-1.0, 2.0])
-      >>> _, (y1,), _ = stde.collapsed_jet(jax.nn.relu, (x,), ((jnp.ones((1, 2)),),),
-      ...                                  (jnp.zeros(2),))
-      >>> y1.tolist()
-      [[0.0, 1.0]]
+      >>> f = jax.custom_vjp(jnp.sin)
+      >>> f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (jnp.cos(x) * g,))
+      >>> _, (y1,), _ = stde.collapsed_jet(f, (x,), ((jnp.ones((1, 2)),),), (jnp.zeros(2),))
+      >>> bool(jnp.allclose(y1, jnp.cos(x)))
+      True
 
     """
     return ctx.eval_jaxpr(call_jaxpr, inputs)
@@ -264,13 +270,13 @@ def jitted_body(ctx: Context, jaxpr: AnyJaxpr, name: str) -> Callable[..., Any]:
 
 
 def jit_rule(ctx: Context, inputs: Sequence[JetValue], *, jaxpr: ClosedJaxpr,
-             name: str = "jit", inline: bool = False, **_: Any) -> list[JetValue]:
+             name: str = "jit", **params: Any) -> list[JetValue]:
     """``jit`` (``pjit``): the interpreted body behind a ``jax.jit`` boundary.
 
-    ``inline=True`` calls (which JAX inlines when tracing) are interpreted in place.
+    Calls that JAX inlines when tracing (``inline=True``) are interpreted in place.
     Shardings, layouts and donation of the original call are not carried over.
     """
-    if inline:
+    if jit_inlined(params):
         return ctx.eval_jaxpr(jaxpr, inputs)
     return jitted_body(ctx, jaxpr, name)(list(inputs))
 
@@ -313,13 +319,13 @@ def _swap_direction_and_time(value: JetValue) -> JetValue:
 
 
 def scan_rule(ctx: Context, inputs: Sequence[JetValue], *, jaxpr: ClosedJaxpr, length: int,
-              reverse: bool, unroll: int | bool, num_consts: int, num_carry: int,
-              **_: Any) -> list[JetValue]:
+              reverse: bool, unroll: int | bool, **params: Any) -> list[JetValue]:
     """``scan`` (``lax.scan``, ``fori_loop``, ``lax.map``).
 
     Carries follow their fixed-point zero pattern; scanned inputs and outputs have their
     lower coefficients moved to time-major order inside the loop.
     """
+    num_consts, num_carry = scan_counts(params)
     consts = list(inputs[:num_consts])
     init = list(inputs[num_consts:num_consts + num_carry])
     xs = [_swap_direction_and_time(x) for x in inputs[num_consts + num_carry:]]
@@ -430,9 +436,11 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], *, const_lengths
 # Registration
 # --------------------------------------------------------------------------------------
 
-for _call in (prims.custom_jvp_call_p, prims.custom_vjp_call_p, prims.closed_call_p,
-              prims.call_p):
+for _call in (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p):
     register(_call, call_rule)
+for _with_jvp in (prims.custom_jvp_call_p, call_hi_primitive()):
+    if _with_jvp is not None:
+        register(_with_jvp, jvp_rule(_with_jvp))
 register(prims.jit_p, jit_rule)
 register(prims.remat_p, remat_rule)
 register_linear(prims.name_p)

@@ -1,6 +1,7 @@
 """Calls, custom derivatives, checkpointing and control flow against the nested-jacfwd oracle."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +85,8 @@ def test_logsumexp(x64):
 
 
 # --------------------------------------------------------------------------------------
-# User-defined custom_jvp / custom_vjp: the primal body defines the coefficients
+# User-defined custom_jvp: derivatives come from the rule, as in jax.hessian.
+# custom_vjp: the primal body defines the coefficients
 # --------------------------------------------------------------------------------------
 
 
@@ -93,8 +95,11 @@ def _straight_through_sin(x):
     return jnp.sin(x)
 
 
-# A surrogate first-order rule: stde must use the body, not this.
-_straight_through_sin.defjvp(lambda primals, tangents: (jnp.sin(primals[0]), tangents[0]))
+# A surrogate first-order rule: stde must follow it (and differentiate it), not the body.
+# Its primal output calls the function itself, so that nested AD sees one consistent
+# derivative (a rule returning jnp.sin(x) would give jax.hessian an order-dependent mix).
+_straight_through_sin.defjvp(
+    lambda primals, tangents: (_straight_through_sin(primals[0]), tangents[0]))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -124,16 +129,51 @@ _apply.defvjp(lambda function, x: (function(x), x),
               lambda function, x, g: (jax.vjp(function, x)[1](g)[0],))
 
 
-def test_custom_jvp_uses_the_primal_body(x64):
+@jax.custom_jvp
+def _clipped_gradient(x):
+    return jnp.sin(x) * x
+
+
+_clipped_gradient.defjvp(lambda primals, tangents: (
+    _clipped_gradient(primals[0]),
+    jnp.clip(jnp.cos(primals[0]) * primals[0] + jnp.sin(primals[0]), -0.5, 0.5) * tangents[0]))
+
+
+@pytest.mark.parametrize("order, count", [(1, 3), (2, 2), (3, 1), (4, 2)])
+def test_custom_jvp_follows_its_rule(x64, order, count):
     x = _x(0.3, -0.7, 1.2)
-    check_against(lambda x: _straight_through_sin(x) * x, lambda x: jnp.sin(x) * x,
-                  [x], 4, 2, KEY)
+    check(lambda x: _straight_through_sin(x) * x, [x], order, count, KEY)
+    check(lambda x: jnp.exp(_clipped_gradient(x)), [x], order, count, KEY)
+
+
+def test_custom_jvp_rule_is_not_the_body(x64):
+    """The straight-through rule's derivative is the identity, whatever the body does."""
+    x = _x(0.3, -0.7, 1.2)
+    hessian = jax.hessian(lambda x: _straight_through_sin(x).sum())(x)
+    gradient = jax.grad(lambda x: _straight_through_sin(x).sum())(x)
+    _, (y1, y2) = stde.jet(lambda x: _straight_through_sin(x).sum(), (x,),
+                           ((jnp.ones(3), jnp.zeros(3)),))
+    np.testing.assert_allclose(y1, gradient.sum())
+    np.testing.assert_allclose(y2, hessian.sum(), atol=1e-12)
+    np.testing.assert_allclose(y1, 3.0)  # the body would give Σ cos x
+
+
+@pytest.mark.parametrize("f", [jnp.sinc, jax.nn.relu, jax.nn.softplus, jax.nn.silu,
+                               lambda x: jax.nn.gelu(x, approximate=False),
+                               lambda x: jax.nn.logsumexp(x) * x],
+                         ids=["sinc", "relu", "softplus", "silu", "gelu", "logsumexp"])
+def test_custom_jvp_laplacian_matches_hessian(x64, f):
+    """``jnp.sinc`` at 0: the body's series is wrong there, its custom rule is right."""
+    x = jnp.array([0.0, 0.4, -1.3])
+    g = lambda x: jnp.sum(f(x) * jnp.cos(x))  # noqa: E731
+    want = jnp.trace(jax.hessian(g)(x))
+    got = stde.operator(g, stde.operators.laplacian())(x)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_custom_jvp_with_nondiff_argnums(x64):
     x = _x(0.3, -0.7, 1.2)
-    check_against(lambda x: _scaled_power(x, 3) + jnp.exp(x), lambda x: x ** 3 / 3 + jnp.exp(x),
-                  [x], 5, 3, KEY)
+    check(lambda x: _scaled_power(x, 3) + jnp.exp(x), [x], 5, 3, KEY)
 
 
 def test_custom_vjp(x64):
@@ -389,12 +429,23 @@ def test_conjugate_gradient(x64):
 
 
 def test_custom_root(x64):
-    """``lax.custom_root`` is a ``custom_jvp``: its primal body (the solver) is interpreted."""
-    def f(x):
+    """``lax.custom_root``: derivatives by the implicit function theorem, as in JAX.
+
+    A ``custom_jvp`` on JAX 0.10 and a ``call_hi_primitive`` on JAX 0.11+; with an exact
+    tangent solve its Taylor series is that of the root, with an approximate one it is
+    what ``jax.hessian`` gives.
+    """
+    def root(x, tangent_solve):
         def solve(g, y0):
             return lax.fori_loop(0, 40, lambda i, y: y - g(y) / (3 * y ** 2 + 1), y0)
-        return lax.custom_root(lambda y: y ** 3 + y - x, x / 2, solve, lambda g, y: y / 4.0)
-    check_against(f, _cardano, [_x(0.5, 2.0, 3.0)], 3, 2, KEY, rtol=1e-8)
+        return lax.custom_root(lambda y: y ** 3 + y - x, x / 2, solve, tangent_solve)
+
+    exact = lambda g, y: y / g(jnp.ones_like(y))  # noqa: E731  (g: v ↦ (3y²+1) v)
+    x = _x(0.5, 2.0, 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_against(lambda x: root(x, exact), _cardano, [x], 3, 2, KEY, rtol=1e-8)
+        check(lambda x: root(x, lambda g, y: y / 4.0), [x], 3, 2, KEY, rtol=1e-8)
 
 
 def test_linalg_solve_with_constant_matrix(x64):

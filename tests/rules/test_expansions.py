@@ -1,0 +1,46 @@
+"""Primitives new in JAX 0.11+ (polynomial, one_minus_square, log2) against the oracle."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from tests import oracle
+
+KEY = jax.random.PRNGKey(5)
+X = np.array([0.3, -0.7, 0.45], np.float64)
+
+
+def _needs(name):
+    return pytest.mark.skipif(not hasattr(lax, f"{name}_p"),
+                              reason=f"this JAX has no '{name}' primitive")
+
+
+def _check_without_fallback(f, order, count):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the nested-JVP fallback would warn
+        oracle.check_collapsed(f, [X], order, count, KEY)
+
+
+@_needs("polynomial")
+@pytest.mark.parametrize("order, count", [(1, 2), (3, 2), (4, 1)])
+def test_polynomial(x64, order, count):
+    _check_without_fallback(
+        lambda x: lax.polynomial(jnp.sin(x), [1.0, -2.0, 0.5, 3.0]) * x, order, count)
+
+
+@_needs("polynomial")
+def test_polynomial_with_moving_coefficients(x64):
+    _check_without_fallback(lambda x: lax.polynomial(x[0], [x[1], jnp.exp(x[2]), x[1]]), 3, 2)
+
+
+@_needs("one_minus_square")
+def test_one_minus_square(x64):
+    _check_without_fallback(lambda x: lax.one_minus_square_p.bind(jnp.tanh(x)), 3, 3)
+
+
+def test_log2(x64):
+    _check_without_fallback(lambda x: jnp.log2(jnp.exp(x) + 1.0), 4, 2)
