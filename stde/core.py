@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = Any  # a jax.Array, a tracer, or a NumPy array / scalar
+ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, float, int, complex)
+"""What the public API accepts as one array (a pytree leaf)."""
 Coefficient = Array | None
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from stde import passes
+from stde.core import ARRAY_TYPES
 from stde.interpolation import interpolation_coefficients
 from stde.operators import Biharmonic, Diagonal, Operator, Partial, Weighted
 from stde.slots import find_slots
@@ -46,6 +47,12 @@ def flatten_argument(f: Callable[..., Any], args: tuple[Any, ...], argnums: int
         raise ValueError(f"argnums={argnums} is out of range for a call with {len(args)} "
                          f"positional arguments.")
     argnums %= len(args)
+    if not isinstance(args[argnums], ARRAY_TYPES):
+        raise TypeError(
+            f"argument {argnums} is a {type(args[argnums]).__name__}; a differential operator "
+            f"acts on one array argument. Pass the array to differentiate as its own "
+            f"argument, e.g. stde.operator(lambda x, rest: f({{'x': x, **rest}}), op)(x, rest), "
+            f"or flatten a pytree into one array with jax.flatten_util.ravel_pytree.")
     argument = jnp.asarray(args[argnums])
     if not jnp.issubdtype(argument.dtype, jnp.floating):
         raise TypeError(f"argument {argnums} has dtype {argument.dtype}; differential operators "

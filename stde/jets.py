@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stde.core import JetValue, is_float, zeros_coefficient
+from stde.core import ARRAY_TYPES, JetValue, is_float, zeros_coefficient
 from stde.interpreter import Interpreter
 
 PyTree = Any
 _tree = jax.tree_util
-_ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, float, int, complex)
 
 
 def _flatten_like(tree: PyTree, structure: Any, what: str) -> list[Any]:
@@ -34,7 +33,7 @@ def _primal_leaves(primals: Sequence[PyTree]) -> list[tuple[list[jax.Array], Any
         leaves, structure = _tree.tree_flatten(primal)
         arrays = []
         for leaf in leaves:
-            if not isinstance(leaf, _ARRAY_TYPES):
+            if not isinstance(leaf, ARRAY_TYPES):
                 raise TypeError(f"primals[{i}] must be an array or a pytree of arrays; "
                                 f"found a leaf of type {type(leaf).__name__}.")
             leaf = jnp.asarray(leaf)
@@ -76,7 +75,7 @@ def _trace(fun: Callable[..., Any], primals: Sequence[PyTree], flat: list[jax.Ar
     def flat_fun(*leaves: Any) -> list[Any]:
         out_leaves, structure = _tree.tree_flatten(fun(*_tree.tree_unflatten(in_tree, leaves)))
         for leaf in out_leaves:
-            if not isinstance(leaf, _ARRAY_TYPES):
+            if not isinstance(leaf, ARRAY_TYPES):
                 raise TypeError(f"fun must return an array or a pytree of arrays; it returned "
                                 f"a leaf of type {type(leaf).__name__}.")
         out_tree.append(structure)

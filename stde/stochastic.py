@@ -120,6 +120,25 @@ def allocate(components: list[Component], n_samples: int, capped: list[bool]) ->
     return counts
 
 
+def is_random_key(key: Any) -> bool:
+    """Whether ``key`` is a JAX random key: typed (``jax.random.key``) or a raw ``uint32[2]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> is_random_key(jax.random.key(0)), is_random_key(jax.random.PRNGKey(0))
+      (True, True)
+      >>> is_random_key(jnp.ones(2))
+      False
+
+    """
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return dtype == jnp.uint32 and np.ndim(key) >= 1 and np.shape(key)[-1] == 2
+
+
 def _tangents(key: Array, shape: tuple[int, ...], distribution: str, dtype: Any) -> Array:
     if distribution == "normal":
         return jax.random.normal(key, shape, dtype)
@@ -275,10 +294,15 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
         raise TypeError(f"op must be a stde.operators.Operator (e.g. ops.laplacian()), got "
                         f"{type(op).__name__}.")
 
-    def g(*args_and_key: Any) -> Any:
-        if not args_and_key:
-            raise TypeError("g(*args, key): the random key is missing.")
-        *args, key = args_and_key
+    def g(*args_and_key: Any, key: Array | None = None) -> Any:
+        args = list(args_and_key)
+        if key is None and args and is_random_key(args[-1]):
+            key = args.pop()
+        if key is None or not is_random_key(key):
+            raise TypeError(
+                "g(*args, key): the random key is missing (or is not a key): call "
+                "g(x, jax.random.key(0)) or g(x, key=jax.random.key(0)); split keys "
+                "(jax.random.split) to get fresh samples per call.")
         h, x, argument = flatten_argument(f, tuple(args), argnums)
         dim = x.shape[0]
         check_indices(op, dim, argnums)

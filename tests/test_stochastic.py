@@ -162,3 +162,23 @@ def test_errors_are_clear():
         stde.stochastic_operator(f, ops.partial(5), 2)(x, key)
     with pytest.raises(TypeError, match="key is missing"):
         stde.stochastic_operator(f, ops.laplacian(), 2)()
+
+
+def test_key_is_positional_or_keyword_and_a_missing_key_is_named():
+    f = lambda x: jnp.sum(jnp.sin(x))
+    x = jnp.array([0.1, 0.2, 0.3])
+    g = stde.stochastic_operator(f, ops.laplacian(), 2)
+    key = jax.random.key(0)
+    np.testing.assert_allclose(g(x, key=key), g(x, key))
+    np.testing.assert_allclose(g(x, key=jax.random.PRNGKey(0)), g(x, jax.random.PRNGKey(0)))
+    for call in (lambda: g(x), lambda: g(x, x), lambda: g()):
+        with pytest.raises(TypeError, match="random key is missing"):
+            call()
+
+
+def test_pytree_argument_says_how_to_pass_it():
+    f = lambda p: jnp.sum(jnp.sin(p["x"]))
+    with pytest.raises(TypeError, match="dict.*own argument"):
+        stde.stochastic_operator(f, ops.laplacian(), 2)({"x": jnp.ones(3)}, jax.random.key(0))
+    with pytest.raises(TypeError, match="dict.*ravel_pytree"):
+        stde.operator(f, ops.laplacian())({"x": jnp.ones(3)})
