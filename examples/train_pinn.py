@@ -498,9 +498,10 @@ S<samples>-steps<steps>-dev<devices>-seed<seed>, plus -batch/-width/... for sett
 differ from their defaults, so that runs with different settings never overwrite each other.
 
 --devices on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N makes JAX show N
-CPU "devices", but they share the same cores (and each gets fewer threads), and every
-step adds cross-device copies and an all-reduce: on a 2-core machine --devices 2 ran about
-4x slower than one device. Use it to test sharding; it speeds up training only with real
+CPU "devices", but they share the same cores, so no hardware is added, while every step
+adds an all-reduce of the gradients and a synchronisation of the N device programs. On a
+2-core machine --devices 2 ran 2.5-4x slower than one device (forcing 2 devices but using
+one cost little). Use it to test sharding; it speeds training up only on real
 accelerators (GPUs, TPUs).
 """
 
