@@ -407,6 +407,7 @@ def plot_curves(summary: dict[str, Any]) -> Any:
     ax_error.axhline(summary["trivial_predictor_error"], color="gray", linestyle="--",
                      label="trivial predictor")
     ax_error.set(xlabel="step", ylabel="relative L2 error", title="held-out error")
+    ax_error.set_ylim(top=2.0 * max((summary["trivial_predictor_error"], *errors)))
     ax_error.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     samples = ("" if summary["method"] == "exact"
                else f" S={summary['n_samples']} samples")
