@@ -441,6 +441,28 @@ EQUATIONS: dict[str, Callable[..., Equation]] = {
 }
 
 
+# The spatial dimension ``train_pinn.py`` uses when ``--dim`` is not given.
+DEFAULT_DIMS: dict[str, int] = {
+    "poisson": 100,
+    "allen_cahn": 100,
+    "sine_gordon": 100,
+    "sine_gordon_3body": 100,
+    "fokker_planck": 100,
+    "heat": 100,
+    "kdv": 1,
+}
+
+
+def default_dim(name: str) -> int:
+    """The default spatial dimension of the equation ``name`` (100; 1 for ``kdv``).
+
+    Example:
+      >>> default_dim("kdv"), default_dim("heat")
+      (1, 100)
+    """
+    return DEFAULT_DIMS.get(name, 100)
+
+
 def make_equation(name: str, d: int, seed: int = 0) -> Equation:
     """The equation ``name`` in ``d`` spatial dimensions (``seed`` fixes the ``c_i``).
 

@@ -4,6 +4,7 @@ Usage::
 
     python examples/train_pinn.py                       # semilinear heat, d = 100, sparse STDE
     python examples/train_pinn.py --equation allen_cahn --dim 10 --n-samples 4 --steps 4000
+    python examples/train_pinn.py --equation kdv        # d = 1: each equation has a default d
     python examples/train_pinn.py --method sdgd         # the SDGD baseline (HVPs)
     python examples/train_pinn.py --devices 2 --out runs/ac10
 
@@ -21,7 +22,8 @@ residual is computed by
 
 At the end it prints the relative L2 error on held-out points beside the error of the
 untrained trivial predictor, iterations per second, and the process's peak resident
-memory.
+memory, and writes ``summary.json`` and ``curves.png`` to a folder named after the run's
+settings (see :func:`default_out`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +48,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pinn_equations import EQUATIONS, Equation, make_equation  # noqa: E402
+from pinn_equations import EQUATIONS, Equation, default_dim, make_equation  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import stde  # noqa: E402
 
@@ -59,7 +63,7 @@ class Config:
     """Command-line options (see ``--help``)."""
 
     equation: str = "heat"
-    dim: int = 100
+    dim: int | None = None  # None: the equation's default (pinn_equations.default_dim)
     method: str = "sparse"
     n_samples: int = 16
     steps: int = 2000
@@ -209,42 +213,100 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
 
 
-class ProgressBar:
-    """A one-line text progress bar: step, loss and iterations per second."""
+class Progress:
+    """Training progress: a live ``tqdm`` bar on a terminal, plain lines otherwise.
 
-    def __init__(self, total: int, enabled: bool = True, width: int = 30) -> None:
-        self.total, self.enabled, self.width = total, enabled, width
+    On a terminal the bar is redrawn as steps complete (at most ten times a second), with
+    the loss, the latest held-out error, the rate and the time left. When the stream is
+    not a terminal (a log file, a pipe, CI), one plain line is printed per evaluation
+    instead, so a log holds readable lines rather than one long line of redraws.
+    """
+
+    def __init__(self, total: int, enabled: bool = True, stream: Any = None) -> None:
+        self.stream = sys.stdout if stream is None else stream
+        self.total = total
+        self.live = enabled and self.stream.isatty()
+        self.plain = enabled and not self.live
+        # shutil's size falls back to 80x24 where a terminal reports 0x0 (tqdm then hides
+        # the bar), as a pseudo-terminal without a size does.
+        columns, lines = shutil.get_terminal_size()
+        self.bar = tqdm(total=total, initial=1, file=self.stream, unit="step",
+                        desc="training", ncols=columns, nrows=lines, disable=not self.live)
         self.start = time.perf_counter()
 
-    def update(self, step: int, loss: float) -> None:
-        """Redraws the bar after ``step`` steps."""
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        filled = int(self.width * step / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
-        rate = step / elapsed if elapsed > 0 else 0.0
-        sys.stdout.write(f"\r[{bar}] step {step:>6}/{self.total}  loss {loss:.3e}  "
-                         f"{rate:6.1f} it/s")
-        sys.stdout.flush()
+    def update(self, done: int, loss: float | None = None, error: float | None = None
+               ) -> None:
+        """Reports that ``done`` of the ``total`` steps have run; ``loss``/``error`` if new."""
+        if self.live:
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.2e}", error=f"{error:.2e}", refresh=False)
+            self.bar.update(done - self.bar.n)
+        elif self.plain and loss is not None:
+            elapsed = time.perf_counter() - self.start
+            timed = done - 1  # the first step ran (and compiled) before the clock started
+            rate = timed / elapsed if timed > 0 and elapsed > 0 else math.nan
+            eta = (self.total - done) / rate if rate > 0 else math.nan
+            print(f"step {done:>{len(str(self.total))}}/{self.total}  loss {loss:.3e}  "
+                  f"error {error:.3e}  {rate:7.1f} it/s  ETA {eta:5.0f} s",
+                  file=self.stream, flush=True)
 
     def close(self) -> None:
-        """Ends the bar's line."""
-        if self.enabled:
-            sys.stdout.write("\n")
+        """Ends the bar."""
+        self.bar.close()
+
+
+# How often (in steps) a live bar waits for the device to catch up, so that it shows
+# completed rather than merely dispatched steps.
+LIVE_SYNC_EVERY = 10
+
+
+def check_config(config: Config) -> Config:
+    """``config`` with its dimension resolved; ``ValueError`` saying what to change if invalid.
+
+    Example:
+      >>> check_config(Config(equation="kdv")).dim
+      1
+    """
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from {METHODS}")
+    if config.equation not in EQUATIONS:
+        raise ValueError(f"unknown equation {config.equation!r}; "
+                         f"choose from {sorted(EQUATIONS)}")
+    dim = default_dim(config.equation) if config.dim is None else config.dim
+    config = dataclasses.replace(config, dim=dim)
+    for name in ("dim", "n_samples", "steps", "batch", "width", "depth", "devices", "n_test",
+                 "eval_every"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, "
+                             f"got {getattr(config, name)}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"--learning-rate must be positive, got {config.learning_rate}")
+    if config.seed < 0:
+        raise ValueError(f"--seed must be non-negative, got {config.seed}")
+    try:
+        equation = make_equation(config.equation, dim, config.seed)
+    except ValueError as error:
+        raise ValueError(f"--equation {config.equation} --dim {dim}: {error}") from None
+    if config.method == "sdgd" and equation.operator is not None:
+        count = dim if equation.sdgd_directions is None else equation.sdgd_directions.shape[0]
+        if config.n_samples > count:
+            raise ValueError(f"--n-samples {config.n_samples} exceeds the {count} directions "
+                             f"that --method sdgd samples from (without replacement)")
+    if config.devices > 1:
+        batch_sharding(config.devices)  # raises if JAX sees fewer devices
+        if config.batch % config.devices:
+            raise ValueError(f"--batch {config.batch} must be divisible by --devices "
+                             f"{config.devices}")
+    return config
 
 
 def train(config: Config) -> dict[str, Any]:
     """Trains a PINN as configured; returns the summary that ``--out`` writes as JSON."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; choose from {METHODS}")
+    config = check_config(config)
     equation = make_equation(config.equation, config.dim, config.seed)
     estimate = make_estimate(equation, config.method, config.n_samples)
     loss_fn = make_loss(equation, estimate)
     sharding = batch_sharding(config.devices)
-    if sharding is not None and config.batch % config.devices:
-        raise ValueError(f"--batch {config.batch} must be divisible by --devices "
-                         f"{config.devices}")
 
     key = jax.random.PRNGKey(config.seed)
     k_init, k_test, k_train = jax.random.split(key, 3)
@@ -271,31 +333,40 @@ def train(config: Config) -> dict[str, Any]:
         print(f"{equation.name} (d={equation.dim}): {equation.description}")
         print(f"method={config.method} n_samples={config.n_samples} batch={config.batch} "
               f"steps={config.steps} devices={config.devices} backend={jax.default_backend()}")
+        print("compiling the training step (the first step; typically 10-30 s on a CPU) ...",
+              flush=True)
     compile_start = time.perf_counter()
     params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, 0))
     loss.block_until_ready()
     compile_seconds = time.perf_counter() - compile_start
+    if not config.quiet:
+        print(f"compiled and ran the first step in {compile_seconds:.1f} s", flush=True)
 
     losses, errors = [float(loss)], [(0, relative_l2(predict(params, test_points), target))]
-    bar = ProgressBar(config.steps, enabled=not config.quiet)
+    progress = Progress(config.steps, enabled=not config.quiet)
     start = time.perf_counter()
     for i in range(1, config.steps):
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, i))
         if i % config.eval_every == 0 or i == config.steps - 1:
             losses.append(float(loss))
             errors.append((i, relative_l2(predict(params, test_points), target)))
-            bar.update(i + 1, losses[-1])
+            progress.update(i + 1, losses[-1], errors[-1][1])
+        elif progress.live and i % LIVE_SYNC_EVERY == 0:
+            loss.block_until_ready()
+            progress.update(i + 1)
     jax.block_until_ready(params)
     seconds = time.perf_counter() - start
-    bar.close()
+    progress.close()
 
     error = relative_l2(predict(params, test_points), target)
+    # The first step compiles and is not timed: with --steps 1 there is no rate to report.
+    rate = (config.steps - 1) / seconds if config.steps > 1 else None
     summary = {
         "equation": equation.name, "dim": equation.dim, "method": config.method,
         "n_samples": config.n_samples, "steps": config.steps, "batch": config.batch,
         "devices": config.devices, "relative_l2_error": error,
         "trivial_predictor_error": trivial_error,
-        "iterations_per_second": (config.steps - 1) / seconds,
+        "iterations_per_second": rate,
         "compile_seconds": compile_seconds, "peak_rss_mib": peak_memory_mib(),
         "backend": jax.default_backend(), "loss_curve": losses,
         "loss_steps": [s for s, _ in errors], "error_curve": errors,
@@ -305,26 +376,30 @@ def train(config: Config) -> dict[str, Any]:
         print(f"relative L2 error          {error:.3e}")
         print(f"trivial predictor's error  {trivial_error:.3e}   "
               f"({'(1-|x|²)·u*(0)' if equation.input_dim == equation.dim else 'u*(x, t=0)'})")
-        print(f"iterations per second      {summary['iterations_per_second']:.1f}   "
+        measured = (f"{rate:.1f}" if rate is not None
+                    else "not measured (--steps 1 runs only the compiling first step)")
+        print(f"iterations per second      {measured}   "
               f"(first step incl. compilation: {compile_seconds:.1f} s)")
         print(f"peak memory                {summary['peak_rss_mib']:.0f} MiB   "
               f"(peak resident set size of the whole process, ru_maxrss)")
     if config.out:
-        write_outputs(summary, config.out)
+        write_outputs(summary, config.out, quiet=config.quiet)
     return summary
 
 
-def write_outputs(summary: dict[str, Any], out: str) -> None:
-    """Writes ``summary.json`` and ``curves.png`` (loss and error curves) into ``out``."""
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+def plot_curves(summary: dict[str, Any]) -> Any:
+    """The figure of ``curves.png``: training loss, and held-out error with the baseline.
+
+    The legend sits below the axes, so it never covers a curve or the trivial
+    predictor's line; the title names the run's equation, dimension, method, samples and
+    steps.
+    """
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, (ax_loss, ax_error) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_error) = plt.subplots(1, 2, figsize=(10, 4.4))
     ax_loss.semilogy(summary["loss_steps"], summary["loss_curve"])
     ax_loss.set(xlabel="step", ylabel="loss (batch)", title="training loss")
     steps, errors = zip(*summary["error_curve"]) if summary["error_curve"] else ((), ())
@@ -332,42 +407,156 @@ def write_outputs(summary: dict[str, Any], out: str) -> None:
     ax_error.axhline(summary["trivial_predictor_error"], color="gray", linestyle="--",
                      label="trivial predictor")
     ax_error.set(xlabel="step", ylabel="relative L2 error", title="held-out error")
-    ax_error.legend()
-    fig.suptitle(f"{summary['equation']} d={summary['dim']} method={summary['method']}")
+    ax_error.set_ylim(top=2.0 * max((summary["trivial_predictor_error"], *errors)))
+    ax_error.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    samples = ("" if summary["method"] == "exact"
+               else f" S={summary['n_samples']} samples")
+    fig.suptitle(f"{summary['equation']} d={summary['dim']} method={summary['method']}"
+                 f"{samples}, {summary['steps']} steps, batch {summary['batch']}")
     fig.tight_layout()
+    return fig
+
+
+def write_outputs(summary: dict[str, Any], out: str, quiet: bool = False) -> None:
+    """Writes ``summary.json`` and ``curves.png`` (loss and error curves) into ``out``."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    fig = plot_curves(summary)
     fig.savefig(os.path.join(out, "curves.png"), dpi=100)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     plt.close(fig)
-    print(f"wrote {out}/summary.json and {out}/curves.png")
+    if not quiet:
+        print(f"wrote {out}/summary.json and {out}/curves.png")
+
+
+def default_out(config: Config) -> str:
+    """``runs/<name>``, where the name spells out every setting that changes the result.
+
+    Equation, dimension, method, samples, steps, devices and seed are always part of the
+    name; batch, width, depth, learning rate, test points and evaluation interval only
+    when they differ from their defaults. Runs with different settings therefore never
+    share a folder; rerunning the same settings replaces that run's files.
+
+    Example:
+      >>> default_out(Config(steps=50, batch=32))
+      'runs/heat-d100-sparse-S16-steps50-dev1-seed0-batch32'
+    """
+    config = check_config(config) if config.dim is None else config
+    name = (f"{config.equation}-d{config.dim}-{config.method}-S{config.n_samples}-"
+            f"steps{config.steps}-dev{config.devices}-seed{config.seed}")
+    defaults = Config()
+    for field in ("batch", "width", "depth", "learning_rate", "n_test", "eval_every"):
+        value = getattr(config, field)
+        if value != getattr(defaults, field):
+            name += f"-{field.replace('_', '')}{value:g}"
+    return os.path.join("runs", name)
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _natural(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a float greater than 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+_count.__name__ = "positive integer"  # argparse names the type in "invalid ... value"
+_natural.__name__ = "non-negative integer"
+_positive.__name__ = "positive number"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (except ``None``, whose meaning the help text states)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+EPILOG = """\
+Output: summary.json and curves.png in --out, by default runs/<equation>-d<dim>-<method>-
+S<samples>-steps<steps>-dev<devices>-seed<seed>, plus -batch/-width/... for settings that
+differ from their defaults, so that runs with different settings never overwrite each other.
+
+--devices on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N makes JAX show N
+CPU "devices", but they share the same cores, so no hardware is added, while every step
+adds an all-reduce of the gradients and a synchronisation of the N device programs. On a
+2-core machine --devices 2 ran 2.5-4x slower than one device (forcing 2 devices but using
+one cost little). Use it to test sharding; it speeds training up only on real
+accelerators (GPUs, TPUs).
+"""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    """Parses the command line into a :class:`Config`."""
+    """Parses the command line into a checked :class:`Config` (argparse errors if invalid).
+
+    Example:
+      >>> parse_args(["--equation", "kdv"]).dim
+      1
+    """
     defaults = Config()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--equation", default=defaults.equation, choices=sorted(EQUATIONS))
-    parser.add_argument("--dim", type=int, default=defaults.dim, help="spatial dimension d")
-    parser.add_argument("--method", default=defaults.method, choices=METHODS)
-    parser.add_argument("--n-samples", type=int, default=defaults.n_samples,
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=_HelpFormatter, epilog=EPILOG)
+    parser.add_argument("--equation", default=defaults.equation, choices=sorted(EQUATIONS),
+                        help="the PDE (see examples/pinn_equations.py)")
+    parser.add_argument("--dim", type=_count, default=None,
+                        help="spatial dimension d (default: the equation's own, "
+                             "1 for kdv, 100 for the others)")
+    parser.add_argument("--method", default=defaults.method, choices=METHODS,
+                        help="sparse/dense STDE, exact collapsed Taylor mode, or SDGD (HVPs)")
+    parser.add_argument("--n-samples", type=_count, default=defaults.n_samples,
                         help="sampled directions per point (sparse, dense, sdgd)")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch", type=int, default=defaults.batch,
+    parser.add_argument("--steps", type=_count, default=defaults.steps,
+                        help="optimiser steps (the first one compiles and is not timed)")
+    parser.add_argument("--batch", type=_count, default=defaults.batch,
                         help="collocation points per step")
-    parser.add_argument("--width", type=int, default=defaults.width)
-    parser.add_argument("--depth", type=int, default=defaults.depth, help="hidden layers")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--devices", type=int, default=defaults.devices,
-                        help="shard collocation points over this many devices")
-    parser.add_argument("--n-test", type=int, default=defaults.n_test)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--width", type=_count, default=defaults.width,
+                        help="hidden layer width")
+    parser.add_argument("--depth", type=_count, default=defaults.depth, help="hidden layers")
+    parser.add_argument("--learning-rate", type=_positive, default=defaults.learning_rate,
+                        help="Adam's initial learning rate (cosine decay to 5%%)")
+    parser.add_argument("--seed", type=_natural, default=defaults.seed,
+                        help="seed of the initial weights, the points and the solution's c_i")
+    parser.add_argument("--devices", type=_count, default=defaults.devices,
+                        help="shard collocation points over this many devices "
+                             "(on a CPU this tests sharding and is slower; see below)")
+    parser.add_argument("--n-test", type=_count, default=defaults.n_test,
+                        help="held-out points for the relative L2 error")
+    parser.add_argument("--eval-every", type=_count, default=defaults.eval_every,
+                        help="steps between held-out evaluations (and plain progress lines)")
     parser.add_argument("--out", default=None,
-                        help="folder for summary.json and curves.png (default: "
-                             "runs/<equation>-d<dim>-<method>; '' writes nothing)")
-    parser.add_argument("--quiet", action="store_true")
+                        help="folder for summary.json and curves.png (default: named after "
+                             "the settings, see below; '' writes nothing)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing")
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = os.path.join("runs", f"{args.equation}-d{args.dim}-{args.method}")
-    return Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
+    config = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
+    try:
+        config = check_config(config)
+    except ValueError as error:
+        parser.error(str(error).replace("\n", " "))
+    if config.out is None:
+        config = dataclasses.replace(config, out=default_out(config))
+    return config
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ Run: ``python examples/tutorial_2_collapsing_laplacian.py`` (``--tiny`` for test
 """
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
-from _tutorial import section, tiny
+from _tutorial import median_seconds, section, tiny
 
 import stde
 
@@ -51,10 +50,13 @@ section("4. Timing against the Hessian trace (jit, CPU)")
 batch = jax.random.normal(keys[2], (8 if tiny() else 64, d)) / math.sqrt(d)
 collapsed = jax.jit(jax.vmap(stde.operator(net, ops.laplacian())))
 hessian = jax.jit(jax.vmap(lambda y: jnp.trace(jax.hessian(net)(y))))
-for name, fn in (("collapsed Taylor", collapsed), ("hessian trace", hessian)):
-    fn(batch).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(10):
-        out = fn(batch)
-    out.block_until_ready()
-    print(f"{name:16s}: {1e3 * (time.perf_counter() - start) / 10:.2f} ms per batch")
+functions = {"collapsed Taylor": collapsed, "hessian trace": hessian}
+repeats = 5 if tiny() else 31
+seconds = median_seconds(functions, batch, repeats=repeats)
+for name, fn in functions.items():
+    cost = fn.lower(batch).compile().cost_analysis()
+    flops = (cost[0] if isinstance(cost, list) else cost).get("flops", float("nan"))
+    print(f"{name:16s}: XLA {flops / 1e6:7.2f} MFLOP, median {1e3 * seconds[name]:.2f} ms "
+          f"per batch of {batch.shape[0]}")
+print(f"(flops are XLA's, deterministic; times are medians of {repeats} compiled, interleaved")
+print("calls, and vary with the machine and its load)")

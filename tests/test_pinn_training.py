@@ -126,5 +126,6 @@ def test_sparse_stde_step_memory_at_high_dimension():
 
 def test_default_command_writes_a_summary_folder():
     config = tp.parse_args([])
-    assert config.out == os.path.join("runs", f"{config.equation}-d{config.dim}-{config.method}")
+    assert config.out == tp.default_out(config)
+    assert config.out.startswith(os.path.join("runs", f"{config.equation}-d{config.dim}-"))
     assert tp.parse_args(["--out", ""]).out == ""
