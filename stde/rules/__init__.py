@@ -8,6 +8,7 @@ from stde.rules import (  # noqa: F401  (registers)
     arithmetic,
     control_flow,
     elementwise,
+    linalg,
     linear,
     piecewise,
     reductions,
