@@ -488,6 +488,43 @@ def pow_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
     return broadcast_value(integer_pow_rule(ctx, [base], y=n), shape, ctx.order)
 
 
+# ------------------------------------------------------------ lgamma and its derivatives
+
+
+def polygamma_rule(first: int) -> Callable[..., JetValue]:
+    """Make the rule of the derivative ``first - 1`` of ``lgamma`` (``-1`` is ``lgamma``).
+
+    ``lgamma^{(m)} = polygamma(m - 1, ·)``, so ``lgamma`` (``first = 0``), ``digamma``
+    (``1``) and ``polygamma(n, ·)`` (``n + 1``, with a constant order ``n``, the first
+    operand) are :func:`series.compose` of polygammas at the primal.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> from jax.scipy.special import gammaln
+      >>> _, (d1,) = stde.jet(gammaln, (jnp.float32(1.0),), ((1.0,),))
+      >>> round(float(d1), 4)                        # digamma(1) = -γ
+      -0.5772
+
+    """
+    def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
+        *n, x = broadcast_operands(inputs, ctx.order)
+        if n and not n[0].is_constant:
+            raise TypeError("stde: polygamma(n, x) is not differentiable in its order n; "
+                            "pass n as a constant.")
+        x0 = x.primal
+        offset = n[0].primal if n else jnp.zeros_like(x0)
+
+        def derivative(m: int) -> Array:
+            order = first + m - 1
+            if order == -1:
+                return lax.lgamma(x0)
+            return lax.digamma(x0) if order == 0 and not n else lax.polygamma(offset + order, x0)
+        derivatives = [derivative(m) for m in range(ctx.order + 1)]
+        return JetValue.from_coefficients(series.compose(derivatives, x.coefficients, ctx.order))
+    return rule
+
+
 # --------------------------------------------------------------------- registration
 
 _SQRT_PI = math.sqrt(math.pi)
@@ -529,4 +566,7 @@ _UNARY: dict[Any, SeriesFunction] = {
 for _primitive, _function in _UNARY.items():
     register(_primitive, unary_rule(_function))
 register(lax.atan2_p, binary_rule(atan2))
+register(lax.lgamma_p, polygamma_rule(0))
+register(lax.digamma_p, polygamma_rule(1))
+register(lax.polygamma_p, polygamma_rule(1))
 register(lax.pow_p, pow_rule)
