@@ -440,6 +440,30 @@ def pow_series(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
     return quadratic_ode(exponent, value, 0, 1, 0, order)
 
 
+def complex_abs(z: Sequence[Any], order: int) -> Series:
+    """``|z| = (z z̄)^{1/2}`` for complex ``z`` (real output; singular at ``z0 = 0``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = complex_abs([jnp.complex64(3 + 4j), jnp.full((1,), 1j, jnp.complex64), None], 2)
+      >>> [float(y[0]), round(float(y[1][0]), 6), round(float(y[2]), 6)]   # |3 + (4 + t)i|
+      [5.0, 0.8, 0.072]
+
+    """
+    def real_product(u: Array, v: Array, u_dir: bool, v_dir: bool) -> Array:
+        return jnp.real(series.multiply(u, jnp.conj(v), u_dir, v_dir))
+    norm = [jnp.real(z[0] * jnp.conj(z[0]))] + [
+        series.leibniz(z, z, k, order, real_product) for k in range(1, order + 1)]
+    return power_series(norm, 0.5, order, y0=jnp.abs(z[0]))
+
+
+def complex_sign(z: Sequence[Any], order: int) -> Series:
+    """``sign(z) = z / |z|`` for complex ``z`` (singular at ``z0 = 0``)."""
+    dtype = jnp.result_type(z[0])
+    return series.quotient(z, [None if c is None else c.astype(dtype)
+                               for c in complex_abs(z, order)], order)
+
+
 # ------------------------------------------------------------------ the pow_p rule
 
 
