@@ -69,6 +69,8 @@ TARGETS = (
     Target("stochastic_biharmonic", "median_s", "nested_jvp", 0.2),
     Target("biharmonic", "median_s", "nested", 0.6, at=64),
     Target("pinn", "iterations_per_s", "sdgd_hvp", 2.5, at_least=True),
+    Target("vmc", "median_s", "folx", 1.0, at=4),
+    Target("vmc", "median_s", "folx", 1.0, at=16),
 )
 
 

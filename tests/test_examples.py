@@ -8,7 +8,7 @@ import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 TUTORIALS = ["tutorial_1_taylor_mode.py", "tutorial_2_collapsing_laplacian.py",
-             "tutorial_3_stde_operators.py", "tutorial_4_pinn.py"]
+             "tutorial_3_stde_operators.py", "tutorial_4_pinn.py", "tutorial_5_vmc.py"]
 
 
 @pytest.mark.parametrize("name", TUTORIALS)

@@ -9,6 +9,7 @@ from stde.rules import (  # noqa: F401  (registers)
     control_flow,
     elementwise,
     expansions,
+    linalg,
     linear,
     piecewise,
     reductions,

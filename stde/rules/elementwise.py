@@ -440,6 +440,30 @@ def pow_series(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
     return quadratic_ode(exponent, value, 0, 1, 0, order)
 
 
+def complex_abs(z: Sequence[Any], order: int) -> Series:
+    """``|z| = (z z̄)^{1/2}`` for complex ``z`` (real output; singular at ``z0 = 0``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = complex_abs([jnp.complex64(3 + 4j), jnp.full((1,), 1j, jnp.complex64), None], 2)
+      >>> [float(y[0]), round(float(y[1][0]), 6), round(float(y[2]), 6)]   # |3 + (4 + t)i|
+      [5.0, 0.8, 0.072]
+
+    """
+    def real_product(u: Array, v: Array, u_dir: bool, v_dir: bool) -> Array:
+        return jnp.real(series.multiply(u, jnp.conj(v), u_dir, v_dir))
+    norm = [jnp.real(z[0] * jnp.conj(z[0]))] + [
+        series.leibniz(z, z, k, order, real_product) for k in range(1, order + 1)]
+    return power_series(norm, 0.5, order, y0=jnp.abs(z[0]))
+
+
+def complex_sign(z: Sequence[Any], order: int) -> Series:
+    """``sign(z) = z / |z|`` for complex ``z`` (singular at ``z0 = 0``)."""
+    dtype = jnp.result_type(z[0])
+    return series.quotient(z, [None if c is None else c.astype(dtype)
+                               for c in complex_abs(z, order)], order)
+
+
 # ------------------------------------------------------------------ the pow_p rule
 
 
@@ -488,6 +512,43 @@ def pow_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
     return broadcast_value(integer_pow_rule(ctx, [base], y=n), shape, ctx.order)
 
 
+# ------------------------------------------------------------ lgamma and its derivatives
+
+
+def polygamma_rule(first: int) -> Callable[..., JetValue]:
+    """Make the rule of the derivative ``first - 1`` of ``lgamma`` (``-1`` is ``lgamma``).
+
+    ``lgamma^{(m)} = polygamma(m - 1, ·)``, so ``lgamma`` (``first = 0``), ``digamma``
+    (``1``) and ``polygamma(n, ·)`` (``n + 1``, with a constant order ``n``, the first
+    operand) are :func:`series.compose` of polygammas at the primal.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> from jax.scipy.special import gammaln
+      >>> _, (d1,) = stde.jet(gammaln, (jnp.float32(1.0),), ((1.0,),))
+      >>> round(float(d1), 4)                        # digamma(1) = -γ
+      -0.5772
+
+    """
+    def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
+        *n, x = broadcast_operands(inputs, ctx.order)
+        if n and not n[0].is_constant:
+            raise TypeError("stde: polygamma(n, x) is not differentiable in its order n; "
+                            "pass n as a constant.")
+        x0 = x.primal
+        offset = n[0].primal if n else jnp.zeros_like(x0)
+
+        def derivative(m: int) -> Array:
+            order = first + m - 1
+            if order == -1:
+                return lax.lgamma(x0)
+            return lax.digamma(x0) if order == 0 and not n else lax.polygamma(offset + order, x0)
+        derivatives = [derivative(m) for m in range(ctx.order + 1)]
+        return JetValue.from_coefficients(series.compose(derivatives, x.coefficients, ctx.order))
+    return rule
+
+
 # --------------------------------------------------------------------- registration
 
 _SQRT_PI = math.sqrt(math.pi)
@@ -529,4 +590,7 @@ _UNARY: dict[Any, SeriesFunction] = {
 for _primitive, _function in _UNARY.items():
     register(_primitive, unary_rule(_function))
 register(lax.atan2_p, binary_rule(atan2))
+register(lax.lgamma_p, polygamma_rule(0))
+register(lax.digamma_p, polygamma_rule(1))
+register(lax.polygamma_p, polygamma_rule(1))
 register(lax.pow_p, pow_rule)

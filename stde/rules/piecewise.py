@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from stde.core import Context, JetValue, bind_equation
-from stde.rules import series
+from stde.rules import elementwise, series
 from stde.rules.linear import broadcast_coefficient
 from stde.rules.registry import register
 
@@ -62,12 +62,22 @@ def clamp_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
 
 
 def abs_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``|x|``: ``sign(x0) · x_k`` (zero coefficients at ``x0 = 0``)."""
+    """``|x|``: ``sign(x0) · x_k`` (zero coefficients at ``x0 = 0``); ``(z z̄)^{1/2}`` if complex."""
     (x,) = inputs
+    if jnp.iscomplexobj(x.primal):
+        return JetValue.from_coefficients(elementwise.complex_abs(x.coefficients, ctx.order))
     sign = jnp.sign(x.primal)
     return JetValue.from_coefficients(
         [jnp.abs(x.primal), *(series.scale(c, sign, k, ctx.order)
                               for k, c in enumerate(x.coefficients[1:], start=1))])
+
+
+def sign_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``sign``: locally constant for real ``x``; ``z / |z|`` for complex ``z``."""
+    (x,) = inputs
+    if jnp.iscomplexobj(x.primal):
+        return JetValue.from_coefficients(elementwise.complex_sign(x.coefficients, ctx.order))
+    return constant_rule(lax.sign_p, ctx, inputs, **params)
 
 
 def rem_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
@@ -98,8 +108,9 @@ register(lax.min_p, min_rule)
 register(lax.clamp_p, clamp_rule)
 register(lax.abs_p, abs_rule)
 register(lax.rem_p, rem_rule)
+register(lax.sign_p, sign_rule)
 for _primitive in (
-    lax.sign_p, lax.floor_p, lax.ceil_p, lax.round_p, lax.is_finite_p, lax.stop_gradient_p,
+    lax.floor_p, lax.ceil_p, lax.round_p, lax.is_finite_p, lax.stop_gradient_p,
     lax.eq_p, lax.ne_p, lax.lt_p, lax.le_p, lax.gt_p, lax.ge_p, lax.argmax_p, lax.argmin_p,
     lax.and_p, lax.or_p, lax.not_p, lax.xor_p, lax.nextafter_p, lax.iota_p,
     lax.bitcast_convert_type_p, lax.population_count_p, lax.reduce_and_p, lax.reduce_or_p,

@@ -1,0 +1,503 @@
+"""Matrix factorisations and triangular solves: one factorisation, then solves per coefficient.
+
+Each rule factorises the primal once, with the primitive itself, and gets every higher
+coefficient from a *linear* equation in that coefficient whose matrix is built from the
+primal factors only. The right-hand side holds the lower-order products
+``Σ_{j=1..k-1} C(k, j) F_j G_{k-j}`` (:func:`series.convolve` with a matrix product),
+so at the top order the per-direction products are summed over directions once and the
+linear solve acts on the summed top (DESIGN §2): every rule here is collapsed.
+
+* ``lu`` (``P·A = L·U``): ``X = L0⁻¹ (P A_k - Σ C(k,j) L_j U_{k-j}) U0⁻¹``,
+  ``L_k = L0 · strict_lower(X)``, ``U_k = upper(X) · U0``. Pivots and permutation are
+  constants. Square matrices (rectangular ones use the nested-JVP fallback).
+* ``triangular_solve``: ``op(A0) X_k = B_k - Σ_{j≥1} C(k,j) op(A_j) X_{k-j}`` (or the
+  right-sided form), solved by the primitive with the direction axis folded into the
+  right-hand side's columns (rows).
+* ``cholesky`` (``A = L Lᴴ``): ``Y = L0⁻¹ (A_k - Σ C(k,j) L_j L_{k-j}ᴴ) L0⁻ᴴ``,
+  ``L_k = L0 · (strict_lower(Y) + diag(Y)/2)``.
+* ``eigh`` (``A = V diag(w) Vᴴ``): in the eigenbasis ``Ã_k = V0ᴴ A_k V0``,
+  ``M = Ã_k + Σ C(k,j) (Ã_j Q_{k-j} - Q_j diag(w_{k-j}))``, ``w_k = diag(M)``,
+  ``(Q_k)_il = M_il / (w_l - w_i)`` off the diagonal, ``V_k = V0 Q_k``; the diagonal of
+  ``Q_k`` keeps ``diag(Vᴴ V') = 0`` (the gauge of JAX's JVP rule). Eigenvalues must be
+  distinct: at a degenerate eigenvalue the eigenvectors are not differentiable and
+  the coefficients are non-finite (``inf``/``nan``), as JAX's own derivative is.
+* ``qr`` (``A = Q R``, ``m ≥ n``, reduced or square): ``D = B_k R0⁻¹``,
+  ``C = Q0ᴴ D``, ``Ω = Q0ᴴ Q_k`` from ``strict_lower(Ω) = strict_lower(C)`` and
+  ``Ω + Ωᴴ = -Σ C(k,j) Q_jᴴ Q_{k-j}`` (real diagonal of ``R`` kept real),
+  ``R_k = upper((C - Ω) R0)``, ``Q_k = D - Q0 (C - Ω)``.
+* ``svd`` (square, real, distinct singular values): in the singular bases
+  ``Ã_k = U0ᵀ A_k V0`` a 2×2 system per off-diagonal entry, ``s_k`` from the diagonal.
+  Rectangular or complex matrices use the nested-JVP fallback.
+
+Every product goes through :func:`matmul` (an ``einsum`` that keeps the direction
+axis separate, so no operand is broadcast over directions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from math import comb
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.lax import linalg as lax_linalg
+
+from stde.core import Array, Coefficient, Context, JetValue, bind_equation
+from stde.rules import series
+from stde.rules.fallback import fallback_rule
+from stde.rules.registry import register
+
+Series = series.Series
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def matmul(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+    """Batched matrix product over the last two axes; a direction axis stays leading.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> matmul(jnp.ones((4, 2, 3)), jnp.ones((3, 5)), True, False).shape
+      (4, 2, 5)
+
+    """
+    lhs = "r...ij" if u_directions else "...ij"
+    rhs = "r...jk" if v_directions else "...jk"
+    out = "r...ik" if u_directions or v_directions else "...ik"
+    return jnp.einsum(f"{lhs},{rhs}->{out}", u, v, precision=lax.Precision.HIGHEST)
+
+
+def adjoint(x: Array) -> Array:
+    """Conjugate transpose of the last two axes."""
+    x = jnp.swapaxes(x, -1, -2)
+    return jnp.conj(x) if jnp.iscomplexobj(x) else x
+
+
+def adjoint_product(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+    """``uᴴ v`` as a :data:`series.Product`."""
+    return matmul(adjoint(u), v, u_directions, v_directions)
+
+
+def product_adjoint(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+    """``u vᴴ`` as a :data:`series.Product`."""
+    return matmul(u, adjoint(v), u_directions, v_directions)
+
+
+def times(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+    """Elementwise ``u * v`` of equal-rank primal parts, a direction axis added explicitly.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> times(jnp.ones((4, 2, 3)), jnp.ones((2, 3)), True, False).shape
+      (4, 2, 3)
+
+    """
+    if u_directions and not v_directions:
+        v = v[None]
+    elif v_directions and not u_directions:
+        u = u[None]
+    return u * v
+
+
+def scale_columns(u: Array, d: Array, u_directions: bool, d_directions: bool) -> Array:
+    """``u · diag(d)`` for a vector ``d`` (the eigenvalue or singular-value coefficients)."""
+    return times(u, d[..., None, :].astype(u.dtype), u_directions, d_directions)
+
+
+def _map(c: Coefficient, f: Callable[[Array], Array]) -> Coefficient:
+    """``f(c)``, keeping a symbolic zero."""
+    return None if c is None else f(c)
+
+
+def _left(m: Array, c: Coefficient, directions: bool) -> Coefficient:
+    """``m @ c`` for a direction-free matrix ``m``."""
+    return None if c is None else matmul(m, c, False, directions)
+
+
+def _right(c: Coefficient, m: Array, directions: bool) -> Coefficient:
+    """``c @ m`` for a direction-free matrix ``m``."""
+    return None if c is None else matmul(c, m, directions, False)
+
+
+def _diagonal(x: Array) -> Array:
+    """The diagonal of the last two axes as a matrix (off-diagonal entries zeroed)."""
+    return jnp.triu(jnp.tril(x))
+
+
+def _embed(d: Array) -> Array:
+    """``diag(d)`` for the last axis of ``d``."""
+    n = d.shape[-1]
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=d.dtype), (*d.shape, n))
+    return d[..., None, :] * eye
+
+
+def _identity(like: Array) -> Array:
+    """The identity broadcast to ``like``'s (square) shape and dtype."""
+    return jnp.broadcast_to(jnp.eye(like.shape[-1], dtype=like.dtype), like.shape)
+
+
+def _hermitian(c: Array) -> Array:
+    """The Hermitian matrix ``cholesky`` reads from the lower triangle of ``c``.
+
+    The imaginary part of the diagonal is dropped, as in JAX's derivative rule.
+    """
+    strict = jnp.tril(c, -1)
+    diagonal = _diagonal(c)
+    if jnp.iscomplexobj(c):
+        diagonal = 0.5 * (diagonal + jnp.conj(diagonal))
+    return strict + diagonal + adjoint(strict)
+
+
+def _inverse_triangular(t: Array, lower: bool, unit_diagonal: bool = False) -> Array:
+    """``t⁻¹`` for a triangular primal factor (one solve, reused for every coefficient)."""
+    return lax_linalg.triangular_solve(t, _identity(t), left_side=True, lower=lower,
+                                       unit_diagonal=unit_diagonal)
+
+
+def _binomial(k: int, weights: Callable[[int, int], int] = comb) -> list[tuple[int, int]]:
+    """Terms ``(j, C(k, j))`` for ``j = 1 .. k-1``: the products of two moving factors."""
+    return [(j, weights(k, j)) for j in range(1, k)]
+
+
+def _gauge(q: Sequence[Coefficient], k: int, order: int) -> Coefficient:
+    """Diagonal of ``Q_k`` with ``diag(Qᴴ Q') = 0``: ``-diag(Σ_j C(k-1, j) Q_jᴴ Q_{k-j})``.
+
+    For a real orthogonal ``Q`` this is the diagonal that keeps ``QᵀQ = I``; for a
+    unitary one it is the phase convention of JAX's eigenvector derivative.
+    """
+    def column_dots(u: Array, v: Array, u_dir: bool, v_dir: bool) -> Array:
+        return jnp.sum(times(jnp.conj(u) if jnp.iscomplexobj(u) else u, v, u_dir, v_dir),
+                       axis=-2)
+    dots = series.convolve(q, q, k, order, [(j, comb(k - 1, j)) for j in range(1, k)],
+                           column_dots)
+    return _map(dots, lambda d: -_embed(d))
+
+
+def _unsupported(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
+                 params: dict[str, Any]) -> Any:
+    """The nested-JVP fallback for a configuration these rules do not cover."""
+    return fallback_rule(primitive)(ctx, inputs, **params)
+
+
+# ----------------------------------------------------------------------------- lu
+
+
+def lu_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``lu``: ``P·A = L·U`` with unit lower ``L``; pivots and permutation are constants.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+      >>> f = lambda a: jnp.linalg.slogdet(a)[1]
+      >>> _, (d1,) = stde.jet(f, (a,), ((jnp.eye(2),),))
+      >>> round(float(d1), 6)                       # tr(A⁻¹) = 5/5
+      1.0
+
+    """
+    (a,) = inputs
+    order = ctx.order
+    if a.primal.shape[-1] != a.primal.shape[-2]:
+        return _unsupported(lax_linalg.lu_p, ctx, inputs, params)
+    packed, pivots, permutation = bind_equation(lax_linalg.lu_p, params, a.primal)
+    l0 = jnp.tril(packed, -1) + _identity(packed)
+    u0 = jnp.triu(packed)
+    l_inv = _inverse_triangular(l0, lower=True, unit_diagonal=True)
+    u_inv = _inverse_triangular(u0, lower=False)
+    pivoted_l_inv = matmul(l_inv, jax.nn.one_hot(permutation, packed.shape[-1],
+                                                 dtype=packed.dtype), False, False)
+    lower: Series = [l0]
+    upper: Series = [u0]
+    out: Series = [packed]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        rest = series.convolve(lower, upper, k, order, _binomial(k), matmul)
+        x = _right(series.sub(_left(pivoted_l_inv, a.coefficients[k], d),
+                              _left(l_inv, rest, d)), u_inv, d)
+        lower.append(_left(l0, _map(x, lambda c: jnp.tril(c, -1)), d))
+        upper.append(_right(_map(x, jnp.triu), u0, d))
+        out.append(series.add(lower[k], upper[k]))
+    return [JetValue.from_coefficients(out), JetValue.constant(pivots, order),
+            JetValue.constant(permutation, order)]
+
+
+# --------------------------------------------------------------- triangular_solve
+
+
+def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> Array:
+    """``triangular_solve(a0, rhs)`` with a direction axis folded into the right-hand side."""
+    solve = lax_linalg.triangular_solve_p
+    if not directions:
+        return bind_equation(solve, params, a0, rhs)
+    count, *batch, rows, cols = rhs.shape
+    if params["left_side"]:   # op(A) X = B: directions become extra columns
+        folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
+        out = bind_equation(solve, params, a0, folded)
+        return jnp.moveaxis(out.reshape(*batch, rows, count, cols), -2, 0)
+    folded = jnp.moveaxis(rhs, 0, -3).reshape(*batch, count * rows, cols)   # X op(A) = B
+    out = bind_equation(solve, params, a0, folded)
+    return jnp.moveaxis(out.reshape(*batch, count, rows, cols), -3, 0)
+
+
+def triangular_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``triangular_solve``: ``op(A) X = B`` (``left_side``) or ``X op(A) = B``.
+
+    Only the triangle the primitive reads (without the diagonal if ``unit_diagonal``)
+    moves; ``op`` is the transpose and/or conjugate the parameters ask for.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> from jax.scipy.linalg import solve_triangular
+      >>> a = jnp.array([[2.0, 0.0], [1.0, 4.0]])
+      >>> f = lambda a: solve_triangular(a, jnp.ones(2), lower=True)[0]
+      >>> _, (d1,) = stde.jet(f, (a,), ((jnp.eye(2),),))
+      >>> float(d1)                                  # d(1/a00) along a00
+      -0.25
+
+    """
+    a, b = inputs
+    order = ctx.order
+    left_side, lower = params["left_side"], params["lower"]
+
+    def op(c: Array) -> Array:
+        c = jnp.tril(c, -1 if params["unit_diagonal"] else 0) if lower else jnp.triu(
+            c, 1 if params["unit_diagonal"] else 0)
+        if params["conjugate_a"] and jnp.iscomplexobj(c):
+            c = jnp.conj(c)
+        return jnp.swapaxes(c, -1, -2) if params["transpose_a"] else c
+
+    moving_a: Series = [None] + [_map(c, op) for c in a.coefficients[1:]]
+    x: Series = [bind_equation(lax_linalg.triangular_solve_p, params, a.primal, b.primal)]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        if left_side:
+            rest = series.convolve(moving_a, x, k, order, [(j, comb(k, j)) for j in
+                                                           range(1, k + 1)], matmul)
+        else:
+            rest = series.convolve(x, moving_a, k, order, [(j, comb(k, j)) for j in
+                                                           range(k)], matmul)
+        rhs = series.sub(b.coefficients[k], rest)
+        x.append(_map(rhs, lambda c, d=d: _solve(a.primal, c, d, params)))
+    return JetValue.from_coefficients(x)
+
+
+# ----------------------------------------------------------------------- cholesky
+
+
+def cholesky_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``cholesky``: ``A = L Lᴴ`` from the lower triangle of ``A``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.array([[4.0, 2.0], [2.0, 3.0]])
+      >>> f = lambda a: jnp.linalg.cholesky(a)[0, 0]
+      >>> _, (d1, d2) = stde.jet(f, (a,), ((jnp.eye(2), jnp.zeros((2, 2))),))
+      >>> [float(d1), float(d2)]                     # sqrt(4 + t): 1/4, -1/32
+      [0.25, -0.03125]
+
+    """
+    (a,) = inputs
+    order = ctx.order
+    primal = bind_equation(lax_linalg.cholesky_p, params, a.primal)
+    l0 = jnp.tril(primal)   # the primitive may leave the strict upper triangle unset
+    l_inv = _inverse_triangular(l0, lower=True)
+    l_inv_h = adjoint(l_inv)
+    factor: Series = [primal]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        rest = series.convolve([l0, *factor[1:]], factor, k, order, _binomial(k), product_adjoint)
+        rhs = series.sub(_map(a.coefficients[k], _hermitian), rest)
+        y = _right(_left(l_inv, rhs, d), l_inv_h, d)
+        factor.append(_left(l0, _map(y, lambda c: jnp.tril(c, -1) + 0.5 * _diagonal(c)), d))
+    return JetValue.from_coefficients(factor)
+
+
+# --------------------------------------------------------------------------- eigh
+
+
+def eigh_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``eigh``: ``A = V diag(w) Vᴴ`` from one triangle of ``A``; outputs ``(V, w)``.
+
+    Eigenvalues must be distinct (non-finite coefficients otherwise, see the module).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.diag(jnp.array([1.0, 3.0]))
+      >>> e = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+      >>> f = lambda a: jnp.linalg.eigh(a)[0]
+      >>> _, (d1, d2) = stde.jet(f, (a,), ((e, jnp.zeros((2, 2))),))
+      >>> d2.tolist()                                # ∓2·1²/(3 - 1)
+      [-1.0, 1.0]
+
+    """
+    (a,) = inputs
+    order = ctx.order
+    if params.get("subset_by_index") not in (None, (0, a.primal.shape[-1])):
+        raise NotImplementedError(
+            "stde: eigh with subset_by_index has no Taylor rule; compute all eigenpairs "
+            "(jnp.linalg.eigh) and slice the result.")
+    v0, w0 = bind_equation(lax_linalg.eigh_p, params, a.primal)
+    v0_h = adjoint(v0)
+    gap = w0[..., None, :] - w0[..., :, None]                      # w_l - w_i at (i, l)
+    off_diagonal = ~jnp.broadcast_to(jnp.eye(w0.shape[-1], dtype=bool), gap.shape)
+    inverse_gap = jnp.where(off_diagonal, 1 / jnp.where(off_diagonal, gap, 1), 0)
+    inverse_gap = inverse_gap.astype(v0.dtype)
+    rotated: Series = [None] + [
+        _right(_left(v0_h, c, series.has_directions(k, order)), v0, series.has_directions(k, order))
+        for k, c in enumerate(a.coefficients[1:], start=1)]
+    q: Series = [_identity(v0)]
+    w: Series = [w0]
+    vectors: Series = [v0]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        m = series.add(rotated[k], series.sub(
+            series.convolve(rotated, q, k, order, _binomial(k), matmul),
+            series.convolve(q, w, k, order, _binomial(k), scale_columns)))
+        if m is None:
+            q.append(None)
+            w.append(None)
+            vectors.append(None)
+            continue
+        diagonal = jnp.diagonal(m, axis1=-2, axis2=-1)
+        w.append(jnp.real(diagonal) if jnp.iscomplexobj(diagonal) else diagonal)
+        q.append(series.add(times(m, inverse_gap, d, False), _gauge(q, k, order)))
+        vectors.append(_left(v0, q[k], d))
+    return [JetValue.from_coefficients(vectors), JetValue.from_coefficients(w)]
+
+
+# ----------------------------------------------------------------------------- qr
+
+
+def qr_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``qr``: ``A = Q R`` for ``m ≥ n`` (reduced, or square), outputs ``(Q, R)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.array([[3.0, 1.0], [4.0, 2.0]])
+      >>> f = lambda a: jnp.abs(jnp.linalg.qr(a)[1][0, 0])     # |first column| = 5
+      >>> e = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+      >>> _, (d1,) = stde.jet(f, (a,), ((e,),))
+      >>> round(float(d1), 6)                        # d|a|/da00 = 3/5
+      0.6
+
+    """
+    (a,) = inputs
+    order = ctx.order
+    rows, cols = a.primal.shape[-2:]
+    if params.get("pivoting") or rows < cols or (params["full_matrices"] and rows != cols):
+        return _unsupported(lax_linalg.qr_p, ctx, inputs, params)
+    q0, r0 = bind_equation(lax_linalg.qr_p, params, a.primal)
+    q0_h = adjoint(q0)
+    r_inv = _inverse_triangular(r0, lower=False)
+    q: Series = [q0]
+    r: Series = [r0]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        rhs = series.sub(a.coefficients[k],
+                         series.convolve(q, r, k, order, _binomial(k), matmul))
+        normal = series.convolve(q, q, k, order, _binomial(k), adjoint_product)
+        scaled = _right(rhs, r_inv, d)
+        c = _left(q0_h, scaled, d)
+        omega: Coefficient = None
+        if c is not None:
+            strict = jnp.tril(c, -1)
+            omega = strict - adjoint(strict)
+            if jnp.iscomplexobj(c):   # keep the diagonal of R real: Im diag(Ω) = Im diag(C)
+                omega = omega + 0.5 * _diagonal(c - jnp.conj(c))
+        if normal is not None:
+            omega = series.sub(omega, jnp.triu(normal, 1) + 0.5 * _diagonal(normal))
+        c_minus_omega = series.sub(c, omega)
+        r.append(_map(_right(c_minus_omega, r0, d), jnp.triu))
+        q.append(series.sub(scaled, _left(q0, c_minus_omega, d)))
+    return [JetValue.from_coefficients(q), JetValue.from_coefficients(r)]
+
+
+# ---------------------------------------------------------------------------- svd
+
+
+def svd_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``svd``: ``A = U diag(s) Vᵀ`` for square real ``A``; outputs ``(s, U, Vᵀ)`` or ``(s,)``.
+
+    Singular values must be distinct (non-finite coefficients otherwise).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.diag(jnp.array([3.0, 1.0]))
+      >>> e = jnp.array([[0.0, 1.0], [0.0, 0.0]])
+      >>> f = lambda a: jnp.linalg.svd(a, compute_uv=False)
+      >>> _, (d1, d2) = stde.jet(f, (a,), ((e, jnp.zeros((2, 2))),))
+      >>> [round(v, 6) for v in d2.tolist()]         # s1² + s2² = 10 + t², s1 s2 = 3
+      [0.375, -0.125]
+
+    """
+    (a,) = inputs
+    order = ctx.order
+    rows, cols = a.primal.shape[-2:]
+    if (rows != cols or jnp.iscomplexobj(a.primal)
+            or params.get("subset_by_index") not in (None, (0, rows))):
+        return _unsupported(lax_linalg.svd_p, ctx, inputs, params)
+    s0, u0, vt0 = bind_equation(lax_linalg.svd_p, {**params, "compute_uv": True}, a.primal)
+    v0 = adjoint(vt0)
+    u0_t = adjoint(u0)
+    s_row, s_col = s0[..., :, None], s0[..., None, :]              # s_i, s_l at (i, l)
+    off_diagonal = ~jnp.broadcast_to(jnp.eye(rows, dtype=bool), (*s0.shape, rows))
+    denominator = s_col * s_col - s_row * s_row
+    inverse = jnp.where(off_diagonal, 1 / jnp.where(off_diagonal, denominator, 1), 0)
+    rotated: Series = [None] + [
+        _right(_left(u0_t, c, series.has_directions(k, order)), v0,
+               series.has_directions(k, order))
+        for k, c in enumerate(a.coefficients[1:], start=1)]
+    rotated_t: Series = [_map(c, adjoint) for c in rotated]
+    p: Series = [_identity(u0)]
+    q: Series = [_identity(v0)]
+    s: Series = [s0]
+    for k in range(1, order + 1):
+        d = series.has_directions(k, order)
+        terms = _binomial(k)
+        m1 = series.add(rotated[k], series.sub(
+            series.convolve(rotated, q, k, order, terms, matmul),
+            series.convolve(p, s, k, order, terms, scale_columns)))
+        m2 = series.add(rotated_t[k], series.sub(
+            series.convolve(rotated_t, p, k, order, terms, matmul),
+            series.convolve(q, s, k, order, terms, scale_columns)))
+        if m1 is None:
+            p.append(None)
+            q.append(None)
+            s.append(None)
+            continue
+
+        def off(x: Array, y: Array, d: bool = d) -> Array:
+            return times(x + y, inverse, d, False)
+
+        s.append(0.5 * (jnp.diagonal(m1, axis1=-2, axis2=-1)
+                        + jnp.diagonal(m2, axis1=-2, axis2=-1)))
+        # P_il = (s_l M1 + s_i M2) / (s_l² - s_i²), Q_il = (s_i M1 + s_l M2) / (s_l² - s_i²)
+        p.append(series.add(off(times(m1, s_col, d, False), times(m2, s_row, d, False)),
+                            _gauge(p, k, order)))
+        q.append(series.add(off(times(m1, s_row, d, False), times(m2, s_col, d, False)),
+                            _gauge(q, k, order)))
+    values = JetValue.from_coefficients(s)
+    if not params["compute_uv"]:
+        return [values]
+    left = JetValue.from_coefficients(
+        [u0] + [_left(u0, c, series.has_directions(k, order)) for k, c in enumerate(p[1:], 1)])
+    right = JetValue.from_coefficients(
+        [vt0] + [_right(_map(c, adjoint), vt0, series.has_directions(k, order))
+                 for k, c in enumerate(q[1:], 1)])
+    return [values, left, right]
+
+
+register(lax_linalg.lu_p, lu_rule)
+register(lax_linalg.triangular_solve_p, triangular_solve_rule)
+register(lax_linalg.cholesky_p, cholesky_rule)
+register(lax_linalg.eigh_p, eigh_rule)
+register(lax_linalg.qr_p, qr_rule)
+register(lax_linalg.svd_p, svd_rule)
