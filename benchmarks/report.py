@@ -69,6 +69,10 @@ TARGETS = (
     Target("stochastic_biharmonic", "median_s", "nested_jvp", 0.2),
     Target("biharmonic", "median_s", "nested", 0.6, at=64),
     Target("pinn", "iterations_per_s", "sdgd_hvp", 2.5, at_least=True),
+    Target("scale", "flops", "primal", 1.5, at=100_000),
+    Target("scale", "median_s", "primal", 2.0, at=100_000),
+    Target("scale", "flops", "primal", 1.5, at=1_000_000),
+    Target("scale", "median_s", "primal", 2.0, at=1_000_000),
 )
 
 

@@ -50,6 +50,8 @@ def without_replacement(key: Array, n: int, count: int) -> Array:
         raise ValueError(f"cannot draw {count} distinct items from {n}.")
     if n > INT32_LIMIT:
         raise ValueError(f"population {n} does not fit int32; use without_replacement_grid.")
+    if count == 0:
+        return jnp.zeros((0,), jnp.int32)
 
     def body(s: Array, chosen: Array) -> Array:
         j = n - count + s
@@ -82,8 +84,8 @@ def without_replacement_grid(key: Array, rows: int, columns: int, count: int
         raise ValueError(f"cannot draw {count} distinct cells from {rows}×{columns}.")
     if max(rows, columns) > INT32_LIMIT or count > INT32_LIMIT:
         raise ValueError(f"grid sides {rows}×{columns} must fit int32.")
-    if rows * columns <= INT32_LIMIT:
-        flat = without_replacement(key, rows * columns, count)
+    if rows * columns <= INT32_LIMIT or count == 0:
+        flat = without_replacement(key, min(rows * columns, INT32_LIMIT), count)
         return flat // columns, flat % columns
 
     def body(s: Array, chosen: tuple[Array, Array]) -> tuple[Array, Array]:

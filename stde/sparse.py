@@ -81,7 +81,8 @@ class SparseCoefficient:
     def with_entries(self, indices: Array, values: Array, shape: tuple[int, ...] | None = None,
                      distinct: bool | None = None) -> SparseCoefficient:
         """A coefficient with new entries (and optionally a new shape / distinctness)."""
-        return SparseCoefficient(indices, values, self.primal_shape if shape is None else tuple(shape),
+        shape = self.primal_shape if shape is None else tuple(shape)
+        return SparseCoefficient(indices, values, shape,
                                  self.distinct if distinct is None else distinct)
 
 

@@ -211,9 +211,9 @@ def _sparse(component: Component, count: int, key: Array, dim: int, argument: Ar
     out = []
     for sign, (indices, values) in tables:
         width = indices.shape[-1]
-        rows = sparse.from_indices(jnp.take(jnp.asarray(indices), picked, axis=0).reshape(-1, width),
-                                   jnp.take(jnp.asarray(values, dtype), picked,
-                                            axis=0).reshape(-1, width), dim, dtype)
+        picked_indices = jnp.take(jnp.asarray(indices), picked, axis=0).reshape(-1, width)
+        picked_values = jnp.take(jnp.asarray(values, dtype), picked, axis=0).reshape(-1, width)
+        rows = sparse.from_indices(picked_indices, picked_values, dim, dtype)
         out.extend(passes.scaled(order, [rows] + [None] * (order - 2), sign * total / count))
     return out
 

@@ -4,6 +4,7 @@ from benchmarks.suites.base import SIZES, Size
 from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stochastic_biharmonic
 from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
 from benchmarks.suites.pinn import pinn_step
+from benchmarks.suites.scale import scale_step
 
 SUITES = {
     "laplacian": exact_laplacian,
@@ -13,6 +14,7 @@ SUITES = {
     "stochastic_biharmonic": stochastic_biharmonic,
     "mixed": mixed_operator,
     "pinn": pinn_step,
+    "scale": scale_step,
 }
 
 __all__ = ["SIZES", "SUITES", "Size"]

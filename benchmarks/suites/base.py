@@ -33,6 +33,8 @@ class Size:
       pinn_dims: the ``D`` of the PINN suite; ``pinn_batch`` and ``pinn_samples`` its batch
         and sampled coordinates per step.
       repeats: timed calls per measurement.
+      scale_dims: the ``D`` of the ``scale`` suite (which uses the PINN's network, batch
+        and samples).
     """
 
     name: str
@@ -48,10 +50,12 @@ class Size:
     pinn_batch: int
     pinn_samples: int
     repeats: int
+    scale_dims: tuple[int, ...] = (100, 1000, 10_000, 100_000, 1_000_000)
 
 
 SIZES = {
-    "tiny": Size("tiny", (8, 8), (1, 2), (1, 2), 2, 4, 3, 4, (10, 20), (8,), 2, 2, 2),
+    "tiny": Size("tiny", (8, 8), (1, 2), (1, 2), 2, 4, 3, 4, (10, 20), (8,), 2, 2, 2,
+                 scale_dims=(10, 20)),
     "small": Size("small", (256, 256, 128, 128), (1, 8, 32), (1, 4, 16, 32), 8, 50, 5, 50,
                   (100, 1000, 10000), (128, 128, 128), 16, 16, 7),
     "paper": Size("paper", PAPER_HIDDEN, (1, 16, 64), (1, 4, 16, 64), 16, 50, 5, 50,
