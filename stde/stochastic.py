@@ -9,7 +9,10 @@ proportion to their number of members), and each component is estimated by
 * ``"sparse"``: members drawn without replacement, rescaled by ``members / samples``
   (pools: terms drawn with probability ``|c_t| / Σ|c|`` and weighted ``sign(c_t) Σ|c| / S``),
   each member computed from basis-vector tangents. With at least as many samples as
-  members the component is exact.
+  members the component is exact. Members are drawn by Floyd's algorithm
+  (:mod:`stde.sampling`, ``O(S²)`` whatever ``D``; biharmonic pairs as row/column cells)
+  and the tangents are held sparse (:class:`stde.sparse.SparseCoefficient`), so a
+  sample costs what its few coordinates touch, not ``D``.
 * ``"dense"``: Rademacher or normal tangents spanning all coordinates: ``y_2(v)`` for the
   Laplacian, ``y_2(σ v)`` for the weighted Laplacian, ``y_4(v) / 3`` with normal ``v``
   for the biharmonic. Other terms have no unbiased dense estimator.
