@@ -10,6 +10,7 @@ rule, or are densified for its ordinary one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from stde import sparse
 from stde.core import JetValue, bind_equation
 from stde.rules import registry
 from stde.rules.fallback import fallback_rule
+from stde.rules.sparse import densified
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,16 +76,8 @@ def rule_for(primitive: Any, operands: list[JetValue]) -> Any:
     """The rule that evaluates ``primitive`` on ``operands``.
 
     Operands with sparse lower coefficients go to the primitive's sparse-aware rule;
-    without one they are densified (:func:`stde.sparse.densify_value`) first.
+    without one, to :func:`stde.rules.sparse.densified` (densify, then the ordinary rule).
     """
-    dense_rule = registry.lookup(primitive) or fallback_rule(primitive)
-    if not any(sparse.has_sparse(x) for x in operands):
-        return dense_rule
-    sparse_rule = registry.lookup_sparse(primitive)
-    if sparse_rule is not None:
-        return sparse_rule
-
-    def densified(ctx: Any, inputs: list[JetValue], **params: Any) -> Any:
-        return dense_rule(ctx, [sparse.densify_value(x) for x in inputs], **params)
-
-    return densified
+    if any(sparse.has_sparse(x) for x in operands):
+        return registry.lookup_sparse(primitive) or functools.partial(densified, primitive)
+    return registry.lookup(primitive) or fallback_rule(primitive)
