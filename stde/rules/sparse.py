@@ -19,7 +19,9 @@ always dense.
 * Unary elementwise primitives: ``f^{(m)}(x_0)`` (from the primitive's own rule run on one
   unit direction) read at the entries, combined by Faà di Bruno's formula
   (:func:`stde.rules.series.bell_terms`); the top scatter-adds the per-direction terms.
-* ``jit``: the body is interpreted inline, so sparse coefficients reach its equations.
+* Calls (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ``checkpoint``): their
+  ordinary rules, which interpret the body on the jets as given (a sparse coefficient
+  is a pytree, so it crosses the ``jit`` boundary).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import primitives as prims
 
 from stde import sparse
 from stde.core import Array, Context, JetValue, bind_equation, is_float
-from stde.rules import series
+from stde.rules import control_flow, series
 from stde.rules.fallback import fallback_rule
 from stde.rules.registry import lookup, register_sparse
 from stde.sparse import SparseCoefficient, is_sparse
@@ -388,15 +391,6 @@ def unary_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
     return JetValue.from_coefficients(out)
 
 
-# ------------------------------------------------------------------------------ calls
-
-
-def inline_call_rule(ctx: Context, inputs: Sequence[JetValue], *, jaxpr: Any,
-                     **_: Any) -> list[JetValue]:
-    """``jit``: interpret the body inline, so that sparse coefficients reach it."""
-    return ctx.eval_jaxpr(jaxpr, inputs)
-
-
 # ------------------------------------------------------------------------ registration
 
 for _primitive, _remap in (
@@ -418,5 +412,10 @@ for _primitive in (
     lax.sqrt_p, lax.rsqrt_p, lax.cbrt_p, lax.integer_pow_p, lax.square_p,
 ):
     register_sparse(_primitive, functools.partial(unary_rule, _primitive))
-for _name in ("jit", "pjit"):
-    register_sparse(_name, inline_call_rule)
+# Calls interpret their body on the jets as they come (a SparseCoefficient is a pytree,
+# so the jit boundary and checkpointing stay): their ordinary rules serve.
+for _call in (prims.custom_jvp_call_p, prims.custom_vjp_call_p, prims.closed_call_p,
+              prims.call_p):
+    register_sparse(_call, control_flow.call_rule)
+register_sparse(prims.jit_p, control_flow.jit_rule)
+register_sparse(prims.remat_p, control_flow.remat_rule)
