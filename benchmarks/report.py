@@ -71,6 +71,10 @@ TARGETS = (
     Target("pinn", "iterations_per_s", "sdgd_hvp", 2.5, at_least=True),
     Target("vmc", "median_s", "folx", 1.0, at=4),
     Target("vmc", "median_s", "folx", 1.0, at=16),
+    Target("scale", "flops", "primal", 1.5, at=100_000),
+    Target("scale", "median_s", "primal", 2.0, at=100_000),
+    Target("scale", "flops", "primal", 1.5, at=1_000_000),
+    Target("scale", "median_s", "primal", 2.0, at=1_000_000),
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from stde import passes
+from stde import passes, sparse
 from stde.core import ARRAY_TYPES
 from stde.interpolation import interpolation_coefficients
 from stde.operators import Biharmonic, Diagonal, Operator, Partial, Weighted
@@ -115,8 +115,9 @@ def add_biharmonic_interpolation(rows: passes.SparseRows, dim: int, c: Fraction 
 
 def laplacian_directions(dim: int, dtype: Any, weight: Fraction | float = 1
                          ) -> list[passes.Directions]:
-    """``weight · Δ`` as one collapsed 2-jet with directions ``e_1 .. e_D``."""
-    return passes.scaled(2, [jnp.eye(dim, dtype=dtype)], float(weight))
+    """``weight · Δ`` as one collapsed 2-jet with directions ``e_1 .. e_D`` (held sparse)."""
+    return passes.scaled(2, [sparse.from_indices(jnp.arange(dim), 1.0, dim, dtype)],
+                         float(weight))
 
 
 def _validate(method: str, allowed: tuple[str, ...], name: str) -> None:

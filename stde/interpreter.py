@@ -2,21 +2,26 @@
 
 It names no primitive. Equations whose operands are all constants are evaluated as
 plain JAX; every other equation goes to the rule from :mod:`stde.rules.registry`, or to
-the nested-JVP fallback of :mod:`stde.rules.fallback` when none is registered.
+the nested-JVP fallback of :mod:`stde.rules.fallback` when none is registered. Operands
+with sparse lower coefficients (:mod:`stde.sparse`) go to the primitive's sparse-aware
+rule, or are densified for its ordinary one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 
+from stde import sparse
 from stde.core import JetValue, bind_equation
 from stde.rules import registry
 from stde.rules.fallback import fallback_rule
+from stde.rules.sparse import densified
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +68,16 @@ class Interpreter:
         if all(x.is_constant for x in operands):
             out = bind_equation(primitive, eqn.params, *(x.primal for x in operands))
             return [self.constant(o) for o in (out if primitive.multiple_results else [out])]
-        rule = registry.lookup(primitive) or fallback_rule(primitive)
-        out = rule(self, operands, **eqn.params)
+        out = rule_for(primitive, operands)(self, operands, **eqn.params)
         return list(out) if primitive.multiple_results else [out]
+
+
+def rule_for(primitive: Any, operands: list[JetValue]) -> Any:
+    """The rule that evaluates ``primitive`` on ``operands``.
+
+    Operands with sparse lower coefficients go to the primitive's sparse-aware rule;
+    without one, to :func:`stde.rules.sparse.densified` (densify, then the ordinary rule).
+    """
+    if any(sparse.has_sparse(x) for x in operands):
+        return registry.lookup_sparse(primitive) or functools.partial(densified, primitive)
+    return registry.lookup(primitive) or fallback_rule(primitive)

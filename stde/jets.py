@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stde import sparse
 from stde.core import ARRAY_TYPES, JetValue, is_float, zeros_coefficient
 from stde.interpreter import Interpreter
 
@@ -90,12 +91,13 @@ def evaluate_jets(fun: Callable[..., Any], primals: Sequence[PyTree],
                   ) -> tuple[list[JetValue], Any]:
     """Traces ``fun`` and interprets it on ``inputs`` (one per primal leaf).
 
-    The entry point below the public API: symbolic zeros in ``inputs`` stay symbolic.
-    Returns the output jets (one per output leaf) and the output tree structure.
+    The entry point below the public API: symbolic zeros in ``inputs`` stay symbolic,
+    and lower coefficients may be :class:`stde.sparse.SparseCoefficient` (outputs are
+    dense). Returns the output jets (one per output leaf) and the output tree structure.
     """
     closed_jaxpr, out_tree = _trace(fun, primals, [x.primal for x in inputs])
     outputs = Interpreter(order, directions).eval_jaxpr(closed_jaxpr, inputs)
-    return outputs, out_tree
+    return [sparse.densify_value(o) for o in outputs], out_tree
 
 
 def _materialise(value: JetValue, k: int, directions: int) -> jax.Array:

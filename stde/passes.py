@@ -9,7 +9,9 @@ is a sum over directions, which is what one collapsed pass computes. Even orders
 one pass per sign of the weights.
 
 Directions built from basis vectors are kept sparse (:class:`SparseRows`) so equal
-directions of different terms merge before any array exists.
+directions of different terms merge before any array exists, and they reach the
+interpreter as :class:`stde.sparse.SparseCoefficient` (indices and values per direction),
+so a pass over ``D`` basis vectors never builds a ``D × D`` array.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stde import sparse
 from stde.core import JetValue
 from stde.jets import evaluate_jets
 
@@ -40,7 +43,8 @@ class Directions:
 
     Attributes:
       order: ``K``.
-      lower: ``K-1`` coefficients, each ``(R, D)`` or ``None`` (zero in every direction).
+      lower: ``K-1`` coefficients, each ``(R, D)`` (an array or a
+        :class:`stde.sparse.SparseCoefficient`) or ``None`` (zero in every direction).
       sign: ``+1`` or ``-1``, applied to the summed output.
       top: for ``K = 1`` only: the summed first-order input ``(D,)``.
 
@@ -76,7 +80,7 @@ class SparseRows:
         table[row] = table.get(row, 0) + weight
 
     def directions(self, dim: int, dtype: Any) -> list[Directions]:
-        """Dense :class:`Directions` (one per order and sign), weights moved into the inputs."""
+        """Sparse :class:`Directions` (one per order and sign), weights moved into the inputs."""
         out = []
         for order, table in sorted(self.rows.items()):
             items = [(row, w) for row, w in table.items() if w != 0]
@@ -90,13 +94,15 @@ class SparseRows:
                 out.append(Directions(1, (), 1, jnp.asarray(top, dtype)))
                 continue
             slots = sorted({s for row, _ in items for s, _ in row})
-            dense = {s: np.zeros((len(items), dim)) for s in slots}
+            width = max(len(vector) for row, _ in items for _, vector in row)
+            indices = {s: np.zeros((len(items), width), np.int32) for s in slots}
+            values = {s: np.zeros((len(items), width)) for s in slots}
             for r, (row, _) in enumerate(items):
                 for s, vector in row:
-                    for i, v in vector:
-                        dense[s][r, i] = v
-            lower = [jnp.asarray(dense[s], dtype) if s in dense else None
-                     for s in range(1, order)]
+                    for p, (i, v) in enumerate(vector):
+                        indices[s][r, p], values[s][r, p] = i, v
+            lower = [sparse.from_indices(indices[s], values[s], dim, dtype) if s in indices
+                     else None for s in range(1, order)]
             weights = np.array([float(w) for _, w in items])
             out.extend(weighted(order, lower, weights))
         return out
@@ -120,7 +126,7 @@ def combination(indices: Sequence[int], values: Sequence[int]) -> SparseVector:
 
 def _slot_scale(order: int, alpha: Array) -> Callable[[int, Array], Array]:
     def scale(slot: int, coefficient: Array) -> Array:
-        return coefficient * (alpha ** slot).astype(coefficient.dtype)[:, None]
+        return sparse.scale_rows(coefficient, alpha ** slot)
     return scale
 
 
@@ -144,7 +150,7 @@ def weighted(order: int, lower: Sequence[Array | None], weights: Array) -> list[
         rows = np.flatnonzero(mask)
         scale = _slot_scale(order, alpha[rows])
         out.append(Directions(order, tuple(
-            None if c is None else scale(s, jnp.take(c, rows, axis=0))
+            None if c is None else scale(s, sparse.take_rows(c, rows))
             for s, c in enumerate(lower, start=1)), sign))
     return out
 
@@ -155,7 +161,7 @@ def scaled(order: int, lower: Sequence[Array | None], weight: float) -> list[Dir
         return []
     sign = 1 if weight > 0 or order % 2 == 1 else -1
     alpha = abs(weight) ** (1.0 / order) * (np.sign(weight) if order % 2 == 1 else 1.0)
-    return [Directions(order, tuple(None if c is None else c * jnp.asarray(alpha ** s, c.dtype)
+    return [Directions(order, tuple(None if c is None else sparse.scale(c, alpha ** s)
                                     for s, c in enumerate(lower, start=1)), sign)]
 
 
@@ -179,10 +185,9 @@ def merge(directions: Sequence[Directions]) -> list[Directions]:
             for d in members:
                 c = d.lower[s]
                 if c is None:
-                    reference = next(x for x in d.lower if x is not None)
-                    c = jnp.zeros_like(reference)
+                    c = sparse.zeros_rows_like(next(x for x in d.lower if x is not None))
                 parts.append(c)
-            lower.append(parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0))
+            lower.append(sparse.concatenate_rows(parts))
         out.append(Directions(order, tuple(lower), sign))
     return out
 

@@ -9,7 +9,10 @@ proportion to their number of members), and each component is estimated by
 * ``"sparse"``: members drawn without replacement, rescaled by ``members / samples``
   (pools: terms drawn with probability ``|c_t| / Σ|c|`` and weighted ``sign(c_t) Σ|c| / S``),
   each member computed from basis-vector tangents. With at least as many samples as
-  members the component is exact.
+  members the component is exact. Members are drawn by Floyd's algorithm
+  (:mod:`stde.sampling`, ``O(S²)`` whatever ``D``; biharmonic pairs as row/column cells)
+  and the tangents are held sparse (:class:`stde.sparse.SparseCoefficient`), so a
+  sample costs what its few coordinates touch, not ``D``.
 * ``"dense"``: Rademacher or normal tangents spanning all coordinates: ``y_2(v)`` for the
   Laplacian, ``y_2(σ v)`` for the weighted Laplacian, ``y_4(v) / 3`` with normal ``v``
   for the biharmonic. Other terms have no unbiased dense estimator.
@@ -33,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stde import passes
+from stde import passes, sampling, sparse
 from stde.exact import add_biharmonic_interpolation, add_partial, check_indices, flatten_argument
 from stde.interpolation import interpolation_coefficients
 from stde.operators import Biharmonic, Diagonal, Operator, Partial, Weighted
@@ -145,12 +148,9 @@ def _tangents(key: Array, shape: tuple[int, ...], distribution: str, dtype: Any)
     return jax.random.rademacher(key, shape, dtype)
 
 
-def _without_replacement(key: Array, size: int, count: int) -> Array:
-    return jax.random.choice(key, size, (count,), replace=False)
-
-
-def _one_hot(indices: Array, dim: int, dtype: Any) -> Array:
-    return jax.nn.one_hot(indices, dim, dtype=dtype)
+def _basis(indices: Array, dim: int, dtype: Any) -> sparse.SparseCoefficient:
+    """The basis vectors ``e_i`` for ``i`` in ``indices``, held sparse."""
+    return sparse.from_indices(indices, 1.0, dim, dtype)
 
 
 def _exact_rows(component: Component, dim: int, dtype: Any) -> list[passes.Directions]:
@@ -166,10 +166,14 @@ def _exact_rows(component: Component, dim: int, dtype: Any) -> list[passes.Direc
     return rows.directions(dim, dtype)
 
 
-def _pool_tables(component: Component, dim: int) -> tuple[list[tuple[int, np.ndarray]], float]:
-    """Per-term interpolation rows, pre-scaled, split by sign, padded: ``[(sign, (N, P, D))]``."""
+SparseTable = tuple[np.ndarray, np.ndarray]
+"""``(indices, values)``, each ``(N, P, W)``: ``P`` sparse rows of width ``W`` per term."""
+
+
+def _pool_tables(component: Component) -> tuple[list[tuple[int, SparseTable]], float]:
+    """Per-term interpolation rows, pre-scaled, split by sign, padded: ``[(sign, table)]``."""
     order = component.order
-    groups: dict[int, list[list[np.ndarray]]] = {}
+    groups: dict[int, list[list[list[tuple[int, float]]]]] = {}
     total = sum(abs(float(c)) for _, c in component.terms)
     for n, (term, c) in enumerate(component.terms):
         counts = term.multiplicities
@@ -179,19 +183,20 @@ def _pool_tables(component: Component, dim: int) -> tuple[list[tuple[int, np.nda
             sign = 1 if order % 2 == 1 or weight > 0 else -1
             alpha = abs(weight) ** (1.0 / order) * (math.copysign(1.0, weight)
                                                     if order % 2 == 1 else 1.0)
-            row = np.zeros(dim)
-            for i, v in passes.combination(coordinates, j):
-                row[i] = alpha * v
+            row = [(i, alpha * v) for i, v in passes.combination(coordinates, j)]
             table = groups.setdefault(sign, [[] for _ in component.terms])
             table[n].append(row)
     out = []
     for sign, table in sorted(groups.items()):
-        width = max(len(rows) for rows in table)
-        padded = np.zeros((len(table), width, dim))
+        count = max(len(rows) for rows in table)
+        width = max(len(row) for rows in table for row in rows)
+        indices = np.zeros((len(table), count, width), np.int32)
+        values = np.zeros((len(table), count, width))
         for n, rows in enumerate(table):
-            if rows:
-                padded[n, :len(rows)] = np.stack(rows)
-        out.append((sign, padded))
+            for p, row in enumerate(rows):
+                for w, (i, v) in enumerate(row):
+                    indices[n, p, w], values[n, p, w] = i, v
+        out.append((sign, (indices, values)))
     return out, total
 
 
@@ -203,28 +208,34 @@ def _sparse(component: Component, count: int, key: Array, dim: int, argument: Ar
     if count >= size and not isinstance(term, Weighted):
         return _exact_rows(component, dim, dtype)
     if isinstance(term, Diagonal):
-        picked = _one_hot(_without_replacement(key, dim, count), dim, dtype)
+        picked = _basis(sampling.without_replacement(key, dim, count), dim, dtype)
         return passes.scaled(order, [picked] + [None] * (order - 2), float(c) * dim / count)
     if isinstance(term, Weighted):
         columns = term.columns(argument, dim).T.astype(dtype)
         if count >= size:
             return passes.scaled(2, [columns], float(c))
-        picked = jnp.take(columns, _without_replacement(key, size, count), axis=0)
+        picked = jnp.take(columns, sampling.without_replacement(key, size, count), axis=0)
         return passes.scaled(2, [picked], float(c) * size / count)
     if isinstance(term, Biharmonic):
-        pairs = _without_replacement(key, dim * dim, count)
-        first, second = _one_hot(pairs // dim, dim, dtype), _one_hot(pairs % dim, dim, dtype)
+        first, second = sampling.without_replacement_grid(key, dim, dim, count)
+        indices = jnp.stack([first, second], axis=1)
+        same = (first == second)[:, None]
         out = []
         for (a, b), gamma in interpolation_coefficients((2, 2)).items():
             weight = float(c) * float(gamma) / 24 * size / count
-            out.extend(passes.scaled(4, [a * first + b * second, None, None], weight))
+            values = jnp.where(same, jnp.asarray([a + b, 0], dtype), jnp.asarray([a, b], dtype))
+            rows = sparse.from_indices(indices, values, dim, dtype)
+            out.extend(passes.scaled(4, [rows, None, None], weight))
         return out
-    tables, total = _pool_tables(component, dim)
+    tables, total = _pool_tables(component)
     picked = jax.random.choice(key, size, (count,), replace=True,
                                p=jnp.asarray([abs(float(c)) / total for _, c in component.terms]))
     out = []
-    for sign, table in tables:
-        rows = jnp.take(jnp.asarray(table, dtype), picked, axis=0).reshape(-1, dim)
+    for sign, (indices, values) in tables:
+        width = indices.shape[-1]
+        picked_indices = jnp.take(jnp.asarray(indices), picked, axis=0).reshape(-1, width)
+        picked_values = jnp.take(jnp.asarray(values, dtype), picked, axis=0).reshape(-1, width)
+        rows = sparse.from_indices(picked_indices, picked_values, dim, dtype)
         out.extend(passes.scaled(order, [rows] + [None] * (order - 2), sign * total / count))
     return out
 

@@ -13,7 +13,8 @@ from benchmarks.run import run
 from benchmarks.suites import SIZES, SUITES
 
 MICRO = dataclasses.replace(SIZES["tiny"], name="micro", hidden=(4,), batches=(2,),
-                            samples=(2,), pinn_dims=(6,), pinn_hidden=(4,), repeats=1)
+                            samples=(2,), pinn_dims=(6,), pinn_hidden=(4,), repeats=1,
+                            scale_dims=(6,))
 CORE = {"nested", "taylor", "stde_jet", "stde_collapsed", "sdgd_hvp", "stde_sparse",
         "stde_collapsed_lap2", "folx"}
 
@@ -31,7 +32,8 @@ def test_every_suite_runs_and_methods_agree(result):
         variable = suite["variable"]
         methods_seen = {row["method"] for row in suite["rows"]}
         assert {"nested", "stde_collapsed"} <= methods_seen or \
-            {"sdgd_hvp", "stde_sparse"} <= methods_seen, name
+            {"sdgd_hvp", "stde_sparse"} <= methods_seen or \
+            {"primal", "stde_sparse", "stde_dense_one_hot"} <= methods_seen, name
         for row in suite["rows"]:
             if row["method"] not in CORE:
                 continue
@@ -47,7 +49,8 @@ def test_slopes_targets_and_outputs(result, tmp_path):
     assert any(row.get("grad_temp_bytes") for row in lap["rows"])
     targets = report.evaluate_targets(result["suites"])
     assert {t["target"].split(":")[0] for t in targets} >= {
-        "laplacian", "stochastic_laplacian", "stochastic_biharmonic", "biharmonic", "pinn"}
+        "laplacian", "stochastic_laplacian", "stochastic_biharmonic", "biharmonic", "pinn",
+        "scale"}
     paths = report.write(result, tmp_path, "micro", figure=True)
     assert [p.suffix for p in paths] == [".json", ".md", ".png"]
     loaded = json.loads(paths[0].read_text())

@@ -5,6 +5,7 @@ from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stoch
 from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
 from benchmarks.suites.pinn import pinn_step
 from benchmarks.suites.vmc import vmc_gradient, vmc_kinetic
+from benchmarks.suites.scale import scale_step
 
 SUITES = {
     "laplacian": exact_laplacian,
@@ -16,6 +17,7 @@ SUITES = {
     "pinn": pinn_step,
     "vmc": vmc_kinetic,
     "vmc_gradient": vmc_gradient,
+    "scale": scale_step,
 }
 
 __all__ = ["SIZES", "SUITES", "Size"]

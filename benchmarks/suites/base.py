@@ -35,6 +35,8 @@ class Size:
       repeats: timed calls per measurement.
       vmc_electrons: electron counts of the VMC suites; ``vmc_walkers`` their batch of
         walkers and ``vmc_width`` the wavefunction's feature width.
+      scale_dims: the ``D`` of the ``scale`` suite (which uses the PINN's network, batch
+        and samples).
     """
 
     name: str
@@ -53,11 +55,12 @@ class Size:
     vmc_electrons: tuple[int, ...] = (4, 16)
     vmc_walkers: int = 64
     vmc_width: int = 32
+    scale_dims: tuple[int, ...] = (100, 1000, 10_000, 100_000, 1_000_000)
 
 
 SIZES = {
     "tiny": Size("tiny", (8, 8), (1, 2), (1, 2), 2, 4, 3, 4, (10, 20), (8,), 2, 2, 2,
-                 vmc_electrons=(4,), vmc_walkers=2, vmc_width=8),
+                 vmc_electrons=(4,), vmc_walkers=2, vmc_width=8, scale_dims=(10, 20)),
     "small": Size("small", (256, 256, 128, 128), (1, 8, 32), (1, 4, 16, 32), 8, 50, 5, 50,
                   (100, 1000, 10000), (128, 128, 128), 16, 16, 7),
     "paper": Size("paper", PAPER_HIDDEN, (1, 16, 64), (1, 4, 16, 64), 16, 50, 5, 50,

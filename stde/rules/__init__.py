@@ -13,6 +13,7 @@ from stde.rules import (  # noqa: F401  (registers)
     linear,
     piecewise,
     reductions,
+    sparse,
 )
 from stde.rules.fallback import UnsupportedPrimitiveError
 from stde.rules.registry import lookup, register, registered_names

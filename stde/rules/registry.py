@@ -17,6 +17,7 @@ from jax.extend.core import Primitive
 Rule = Callable[..., Any]
 
 _RULES: dict[Primitive | str, Rule] = {}
+_SPARSE_RULES: dict[Primitive | str, Rule] = {}
 
 
 def register(primitive: Primitive | str, rule: Rule | None = None) -> Any:
@@ -45,10 +46,40 @@ def register(primitive: Primitive | str, rule: Rule | None = None) -> Any:
     return rule
 
 
+def register_sparse(primitive: Primitive | str, rule: Rule) -> Rule:
+    """Registers a rule for ``primitive`` that accepts sparse lower coefficients.
+
+    The interpreter calls it instead of the rule of :func:`register` when an operand
+    carries a :class:`stde.sparse.SparseCoefficient`; primitives without one get their
+    operands densified (:func:`stde.sparse.densify`) and their ordinary rule.
+
+    Returns:
+      ``rule``.
+
+    Example:
+      >>> import jax
+      >>> import stde
+      >>> my_id_p = jax.extend.core.Primitive("my_identity")
+      >>> _ = stde.rules.registry.register_sparse(my_id_p, lambda ctx, inputs: inputs[0])
+
+    """
+    _SPARSE_RULES[primitive] = rule
+    return rule
+
+
+def _find(table: dict[Primitive | str, Rule], primitive: Primitive) -> Rule | None:
+    rule = table.get(primitive)
+    return rule if rule is not None else table.get(primitive.name)
+
+
 def lookup(primitive: Primitive) -> Rule | None:
     """The rule registered for ``primitive`` (by object, then by name), or ``None``."""
-    rule = _RULES.get(primitive)
-    return rule if rule is not None else _RULES.get(primitive.name)
+    return _find(_RULES, primitive)
+
+
+def lookup_sparse(primitive: Primitive) -> Rule | None:
+    """The sparse-aware rule of ``primitive`` (see :func:`register_sparse`), or ``None``."""
+    return _find(_SPARSE_RULES, primitive)
 
 
 def registered_names() -> set[str]:
