@@ -4,8 +4,8 @@ from benchmarks.suites.base import SIZES, Size
 from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stochastic_biharmonic
 from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
 from benchmarks.suites.pinn import pinn_step
-from benchmarks.suites.vmc import vmc_gradient, vmc_kinetic
 from benchmarks.suites.scale import scale_step
+from benchmarks.suites.vmc import vmc_gradient, vmc_kinetic
 
 SUITES = {
     "laplacian": exact_laplacian,

@@ -19,9 +19,10 @@ always dense.
 * Unary elementwise primitives: ``f^{(m)}(x_0)`` (from the primitive's own rule run on one
   unit direction) read at the entries, combined by Faà di Bruno's formula
   (:func:`stde.rules.series.bell_terms`); the top scatter-adds the per-direction terms.
-* Calls (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ``checkpoint``): their
-  ordinary rules, which interpret the body on the jets as given (a sparse coefficient
-  is a pytree, so it crosses the ``jit`` boundary).
+* Calls (``jit``, ``custom_vjp_call``, ``checkpoint``): their ordinary rules, which
+  interpret the body on the jets as given (a sparse coefficient is a pytree, so it
+  crosses the ``jit`` boundary). ``custom_jvp_call`` takes its derivatives from its JVP
+  rule, so its operands are densified.
 """
 
 from __future__ import annotations
@@ -414,8 +415,7 @@ for _primitive in (
     register_sparse(_primitive, functools.partial(unary_rule, _primitive))
 # Calls interpret their body on the jets as they come (a SparseCoefficient is a pytree,
 # so the jit boundary and checkpointing stay): their ordinary rules serve.
-for _call in (prims.custom_jvp_call_p, prims.custom_vjp_call_p, prims.closed_call_p,
-              prims.call_p):
+for _call in (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p):
     register_sparse(_call, control_flow.call_rule)
 register_sparse(prims.jit_p, control_flow.jit_rule)
 register_sparse(prims.remat_p, control_flow.remat_rule)
