@@ -62,7 +62,7 @@ def test_rules_trace_under_strict_modes(name, f, make_primals, order, count):
         assert (g.shape, g.dtype) == (w.shape, w.dtype)
 
 
-@pytest.mark.parametrize("order, count", [(2, 3), (4, 2)])
+@pytest.mark.parametrize("order, count", [(3, 2)])
 def test_mlp_matches_nested_jacfwd_under_strict_modes(strict, order, count):
     params = mlp_params(jax.random.PRNGKey(0), [3, 6, 5, 1])
     x = jnp.array([0.3, -0.2, 0.5])
