@@ -157,7 +157,8 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
       ``Σ_r y_{K,r}``.
 
     Raises:
-      TypeError: non-float primals, non-array leaves, ``summed`` missing.
+      TypeError: integer or complex coefficients of a real primal, non-array leaves,
+        ``summed`` missing. (Integer and boolean primals are constants.)
       ValueError: mismatched shapes or tree structures, ``R`` or ``K`` differing
         across primals.
 
