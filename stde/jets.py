@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,12 @@ def _flatten_like(tree: PyTree, structure: Any, what: str) -> list[Any]:
 
 
 def _primal_leaves(primals: Sequence[PyTree]) -> list[tuple[list[jax.Array], Any]]:
+    """Each primal's leaves as arrays, and its tree structure.
+
+    Integer and boolean leaves are allowed: they cannot move along a curve, so they
+    are constants whose series are ignored (as ``jax.experimental.jet.jet`` ignores a
+    predicate's series, and as ``jax.jvp`` gives them no tangent).
+    """
     out = []
     for i, primal in enumerate(primals):
         leaves, structure = _tree.tree_flatten(primal)
@@ -37,21 +44,32 @@ def _primal_leaves(primals: Sequence[PyTree]) -> list[tuple[list[jax.Array], Any
             if not isinstance(leaf, ARRAY_TYPES):
                 raise TypeError(f"primals[{i}] must be an array or a pytree of arrays; "
                                 f"found a leaf of type {type(leaf).__name__}.")
-            leaf = jnp.asarray(leaf)
-            if not is_float(leaf):
-                raise TypeError(
-                    f"primals[{i}] has dtype {leaf.dtype}; Taylor coefficients need a "
-                    f"floating-point primal. Cast it first, e.g. x.astype(jnp.float32).")
-            arrays.append(leaf)
+            arrays.append(jnp.asarray(leaf))
         out.append((arrays, structure))
     return out
 
 
+def _input(primal: jax.Array, lower: tuple[Any, ...], top: Any, order: int) -> JetValue:
+    """The input jet of one primal leaf; an integer or boolean leaf is a constant."""
+    if not is_float(primal):
+        return JetValue.constant(primal, order)
+    return JetValue(primal, lower, top)
+
+
 def _coefficient(c: Any, primal: jax.Array, leading: tuple[int, ...], what: str) -> Any:
     """``c`` as an array of ``primal``'s dtype, checked to be ``(*leading, *primal.shape)``."""
-    if c is None:
+    if c is None or not is_float(primal):
         return None
+    python_scalar = isinstance(c, int | float) and not isinstance(c, bool)
     c = jnp.asarray(c)
+    if not python_scalar and not is_float(c):
+        raise TypeError(f"{what} has dtype {c.dtype}, but Taylor coefficients of a "
+                        f"{primal.dtype} primal must be floating-point arrays. Convert it "
+                        f"first, e.g. jnp.asarray(c, jnp.{primal.dtype}).")
+    if jnp.iscomplexobj(c) and not jnp.iscomplexobj(primal):
+        raise TypeError(f"{what} is complex ({c.dtype}) but its primal is real "
+                        f"({primal.dtype}); the imaginary part would be lost. Pass a "
+                        f"complex primal, or real coefficients.")
     expected = (*leading, *primal.shape)
     if c.shape != expected:
         layout = "(R, *primal.shape)" if leading else "primal.shape"
@@ -74,8 +92,17 @@ def _trace(fun: Callable[..., Any], primals: Sequence[PyTree], flat: list[jax.Ar
     out_tree: list[Any] = []
 
     def flat_fun(*leaves: Any) -> list[Any]:
-        out_leaves, structure = _tree.tree_flatten(fun(*_tree.tree_unflatten(in_tree, leaves)))
+        out = fun(*_tree.tree_unflatten(in_tree, leaves))
+        if out is None:
+            raise TypeError("fun returned None; it must return an array or a pytree of "
+                            "arrays (is a `return` statement missing?).")
+        out_leaves, structure = _tree.tree_flatten(out)
         for leaf in out_leaves:
+            if isinstance(leaf, bool | int):
+                raise TypeError(
+                    f"fun returned the Python {type(leaf).__name__} {leaf!r}: an integer "
+                    f"constant has no Taylor coefficients of any dtype. Return a float or "
+                    f"an array instead, e.g. jnp.asarray({float(leaf)!r}).")
             if not isinstance(leaf, ARRAY_TYPES):
                 raise TypeError(f"fun must return an array or a pytree of arrays; it returned "
                                 f"a leaf of type {type(leaf).__name__}.")
@@ -131,7 +158,8 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
       ``Σ_r y_{K,r}``.
 
     Raises:
-      TypeError: non-float primals, non-array leaves, ``summed`` missing.
+      TypeError: integer or complex coefficients of a real primal, non-array leaves,
+        ``summed`` missing. (Integer and boolean primals are constants.)
       ValueError: mismatched shapes or tree structures, ``R`` or ``K`` differing
         across primals.
 
@@ -186,7 +214,7 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
         for n_leaf, x in enumerate(arrays):
             coefficients = tuple(_coefficient(cs[n_leaf], x, (count,), f"series[{i}][{k}]")
                                  for k, cs in enumerate(per_k))
-            inputs.append(JetValue(x, coefficients, top[n_leaf]))
+            inputs.append(_input(x, coefficients, top[n_leaf], order))
     outputs, out_tree = evaluate_jets(fun, primals, inputs, order, count)
     return (
         _tree.tree_unflatten(out_tree, [o.primal for o in outputs]),
@@ -197,18 +225,29 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
 
 
 def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
-        series: Sequence[Sequence[PyTree]]) -> tuple[PyTree, PyTree]:
+        series: Sequence[Sequence[PyTree]], factorial_scaled: bool = True
+        ) -> tuple[PyTree, PyTree]:
     """Taylor-mode AD; a drop-in for ``jax.experimental.jet.jet`` that also takes pytrees.
 
     Args:
       fun: a function of ``len(primals)`` arrays (or pytrees of arrays).
-      primals: tuple of primal values.
+      primals: tuple of primal values. Integer and boolean primals are constants: their
+        series are ignored, as ``jax.experimental.jet.jet`` ignores a predicate's.
       series: one entry per primal: a sequence of ``K`` derivative-scaled coefficients
-        ``x_1 .. x_K`` shaped like the primal (``None`` for a known zero).
+        ``x_1 .. x_K`` shaped like the primal (``None`` for a known zero), floating-point
+        like the primal.
+      factorial_scaled: as in ``jax.experimental.jet.jet``: ``True`` (the default) for
+        derivative-scaled coefficients ``x(t) = x0 + Σ_k x_k t^k / k!`` in and out,
+        ``False`` for plain Taylor coefficients ``x(t) = x0 + Σ_k x_k t^k``.
 
     Returns:
       ``(primals_out, series_out)``: ``fun``'s output, and per output leaf the list of
       its ``K`` coefficients ``y_1 .. y_K``.
+
+    Raises:
+      TypeError: integer or complex coefficients of a real primal, ``fun`` returning
+        ``None`` or a Python integer, non-array leaves.
+      ValueError: mismatched shapes, tree structures or series lengths.
 
     Example:
       >>> import jax.numpy as jnp
@@ -216,6 +255,9 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
       >>> y, (y1, y2) = stde.jet(jnp.exp, (jnp.float32(0.0),), ((1.0, 0.0),))
       >>> [float(y), float(y1), float(y2)]
       [1.0, 1.0, 1.0]
+      >>> _, (c1, c2) = stde.jet(jnp.exp, (0.0,), ((1.0, 0.0),), factorial_scaled=False)
+      >>> [float(c1), float(c2)]                      # e^t = 1 + t + t²/2
+      [1.0, 0.5]
 
     """
     _check_tuple(primals, "primals", len(primals) if isinstance(primals, tuple | list) else 0)
@@ -231,16 +273,26 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
     leaves = _primal_leaves(primals)
     inputs = []
     for i, ((arrays, structure), coefficients) in enumerate(zip(leaves, series)):
-        per_k = [[_coefficient(c, x, (), f"series[{i}][{k}]")
+        per_k = [[_scaled(_coefficient(c, x, (), f"series[{i}][{k}]"), k + 1, factorial_scaled)
                   for x, c in zip(arrays, _flatten_like(s, structure, f"series[{i}][{k}]"))]
                  for k, s in enumerate(coefficients)]
         for n_leaf, x in enumerate(arrays):
             lower = tuple(None if cs[n_leaf] is None else cs[n_leaf][None] for cs in per_k[:-1])
-            inputs.append(JetValue(x, lower, per_k[-1][n_leaf]))
+            inputs.append(_input(x, lower, per_k[-1][n_leaf], order))
     outputs, out_tree = evaluate_jets(fun, primals, inputs, order, 1)
+    unscaled = [[_materialise(o, k, 1)[0] for k in range(1, order)] + [_materialise(o, order, 1)]
+                for o in outputs]
     return (
         _tree.tree_unflatten(out_tree, [o.primal for o in outputs]),
         _tree.tree_unflatten(out_tree, [
-            [_materialise(o, k, 1)[0] for k in range(1, order)] + [_materialise(o, order, 1)]
-            for o in outputs]),
+            [_scaled(c, k, factorial_scaled, inverse=True) for k, c in enumerate(cs, start=1)]
+            for cs in unscaled]),
     )
+
+
+def _scaled(c: Any, k: int, factorial_scaled: bool, inverse: bool = False) -> Any:
+    """Coefficient ``k`` in (or, ``inverse``, out of) the derivative-scaled convention."""
+    if factorial_scaled or c is None or k == 1 or not is_float(c):
+        return c
+    factor = math.factorial(k)
+    return c / factor if inverse else c * factor

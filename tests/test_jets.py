@@ -1,5 +1,7 @@
 """collapsed_jet and jet: correctness against nested jacfwd, jax.experimental.jet, errors."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -113,6 +115,43 @@ def test_collapsed_jet_pytree_output_and_none_coefficients():
     np.testing.assert_allclose(summed[0], -jnp.cos(x), rtol=1e-12)
 
 
+def test_factorial_scaled_false_matches_jax_experimental_jet():
+    x = jnp.array([0.3, -0.2, 0.5])
+    series = [jax.random.normal(jax.random.PRNGKey(k), (3,)) for k in range(4)]
+    f = lambda x: jnp.tanh(jnp.sin(x) * x)  # noqa: E731
+    want_primal, want = jax_jet.jet(f, (x,), (series,), factorial_scaled=False)
+    got_primal, got = stde.jet(f, (x,), (series,), factorial_scaled=False)
+    np.testing.assert_allclose(got_primal, want_primal, rtol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    # Plain Taylor coefficients are the derivative-scaled ones over k!.
+    _, scaled = stde.jet(f, (x,), ([c * math.factorial(k) for k, c in enumerate(series, 1)],))
+    for k, (c, d) in enumerate(zip(got, scaled), start=1):
+        np.testing.assert_allclose(c * math.factorial(k), d, rtol=1e-12)
+
+
+def test_bool_primal_series_is_ignored_like_jax_experimental_jet():
+    b = jnp.array([True, False, True])
+    x = jnp.array([0.3, -0.2, 0.5])
+    series_b = [jnp.array([0.4, 1.0, -2.0]), jnp.array([3.0, 0.5, 1.0])]
+    series_x = [jnp.array([1.0, 0.5, -0.3]), jnp.array([0.2, 0.1, 0.7])]
+    f = lambda b, x: jnp.where(b, jnp.sin(x), x * x)  # noqa: E731
+    want_primal, want = jax_jet.jet(f, (b, x), (series_b, series_x))
+    got_primal, got = stde.jet(f, (b, x), (series_b, series_x))
+    np.testing.assert_array_equal(got_primal, want_primal)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_integer_primal_is_a_constant():
+    n = jnp.array([2, -1, 3])
+    x = jnp.array([0.3, -0.2, 0.5])
+    series_x = [jnp.array([1.0, 0.5, -0.3]), jnp.array([0.2, 0.1, 0.7])]
+    f = lambda n, x: jnp.sin(x) * n  # noqa: E731
+    got_primal, got = stde.jet(f, (n, x), ([jnp.ones(3), jnp.ones(3)], series_x))
+    want = taylor(lambda x: f(n, x), [x], [series_x])
+    np.testing.assert_allclose(got_primal, want[0], rtol=1e-12)
+    np.testing.assert_allclose(got, want[1:], rtol=1e-12)
+
+
 def test_jet_zero_order_returns_value():
     value, series = stde.jet(jnp.sin, (jnp.float64(0.5),), ((),))
     np.testing.assert_allclose(value, np.sin(0.5))
@@ -135,9 +174,22 @@ class TestErrors:
             stde.collapsed_jet(lambda a, b: a * b, (self.x, self.x),
                                ((jnp.ones((2, 3)),), (jnp.ones((5, 3)),)), (self.x, self.x))
 
-    def test_integer_primal(self):
-        with pytest.raises(TypeError, match="dtype int32.*floating-point"):
-            stde.jet(jnp.sin, (jnp.arange(3, dtype=jnp.int32),), ((self.x,),))
+    def test_integer_series_of_a_float_primal(self):
+        with pytest.raises(TypeError, match=r"series\[0\]\[1\] has dtype int32.*float32 "
+                                            r"primal must be floating-point.*jnp.asarray"):
+            stde.jet(jnp.sin, (self.x,), ((self.x, jnp.arange(3, dtype=jnp.int32)),))
+
+    def test_complex_series_of_a_real_primal(self):
+        with pytest.raises(TypeError, match="complex .* primal is real.*imaginary part"):
+            stde.jet(jnp.sin, (self.x,), ((self.x * 1j,),))
+
+    def test_fun_returns_none(self):
+        with pytest.raises(TypeError, match="fun returned None.*return"):
+            stde.jet(lambda x: None, (self.x,), ((self.x,),))
+
+    def test_fun_returns_python_int(self):
+        with pytest.raises(TypeError, match=r"Python int 3.*jnp.asarray\(3.0\)"):
+            stde.jet(lambda x: 3, (self.x,), ((self.x,),))
 
     def test_inconsistent_order(self):
         with pytest.raises(ValueError, match="same number K-1"):

@@ -301,9 +301,13 @@ def gaussian_slope(factor: float, sign: int, order: int) -> Slope:
 
 
 def _ode_with_power_slope(x: Sequence[Any], y0: Array, u: Series, exponent: float,
-                          order: int, negate: bool = False) -> Series:
-    """``y' = ±u^p · x'`` for a slope base ``u`` known up to ``order - 1``."""
-    slope = power_series(u, exponent, order, last=order - 1)
+                          order: int, negate: bool = False,
+                          slope0: Array | None = None) -> Series:
+    """``y' = ±u^p · x'`` for a slope base ``u`` known up to ``order - 1``.
+
+    ``slope0`` is ``u_0^p`` when it must be computed otherwise (see :func:`acosh`).
+    """
+    slope = power_series(u, exponent, order, y0=slope0, last=order - 1)
     if negate:
         slope = [series.sub(None, c) for c in slope]
     return series.ode(x, y0, series.fixed(slope), order)
@@ -342,6 +346,35 @@ def log(x: Sequence[Any], order: int) -> Series:
 
     """
     return _ode_with_power_slope(x, jnp.log(x[0]), list(x), -1, order)
+
+
+@functools.cache
+def _acosh_derivative_is_nan_below_minus_one() -> bool:
+    """Whether this JAX's ``acosh`` JVP is ``nan`` at ``x < -1`` (outside the domain).
+
+    JAX 0.10 differentiates ``acosh`` as ``(x² - 1)^-1/2``, finite at ``x < -1`` where
+    ``acosh`` itself is ``nan``; later versions as ``(x - 1)^-1/2 (x + 1)^-1/2``, ``nan``
+    there. The rule follows the installed JAX, so stde agrees with ``jax.jvp``.
+    """
+    with jax.ensure_compile_time_eval():
+        _, tangent = jax.jvp(lax.acosh, (np.float32(-2.0),), (np.float32(1.0),))
+        return bool(np.isnan(tangent))
+
+
+def acosh(x: Sequence[Any], order: int) -> Series:
+    """``acosh``: ``y' = (x² - 1)^-1/2 x'`` (outside ``x ≥ 1`` as JAX's own JVP).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = acosh([jnp.float32(2.0), jnp.ones(1), None], 2)
+      >>> round(float(y[1][0]) ** -2, 4)                   # 1 / (x² - 1)
+      3.0
+
+    """
+    slope0 = (lax.rsqrt(x[0] - 1) * lax.rsqrt(x[0] + 1)
+              if _acosh_derivative_is_nan_below_minus_one() else None)
+    return _ode_with_power_slope(x, jnp.arccosh(x[0]), _signed_square(x, -1, 1, order), -0.5,
+                                 order, slope0=slope0)
 
 
 def tanh(x: Sequence[Any], order: int) -> Series:
@@ -576,8 +609,7 @@ _UNARY: dict[Any, SeriesFunction] = {
         x, jnp.arccos(x[0]), _signed_square(x, 1, -1, K), -0.5, K, negate=True),
     lax.asinh_p: lambda x, K: _ode_with_power_slope(
         x, jnp.arcsinh(x[0]), _signed_square(x, 1, 1, K), -0.5, K),
-    lax.acosh_p: lambda x, K: _ode_with_power_slope(
-        x, jnp.arccosh(x[0]), _signed_square(x, -1, 1, K), -0.5, K),
+    lax.acosh_p: acosh,
     lax.erf_p: lambda x, K: _gaussian_integral(x, lax.erf(x[0]), 2 / _SQRT_PI, K),
     lax.erfc_p: lambda x, K: _gaussian_integral(x, lax.erfc(x[0]), -2 / _SQRT_PI, K),
     lax.erf_inv_p: lambda x, K: series.ode(

@@ -55,10 +55,16 @@ def min_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
 
 
 def clamp_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``clamp(lo, x, hi)``: ``x``'s coefficients inside, the bound's outside."""
+    """``clamp(lo, x, hi) = min(max(x, lo), hi)``, the branches XLA's clamp takes.
+
+    The primal is ``lax.clamp``'s own; the coefficients are those of the operand it
+    selects: ``x``'s inside, the bound's outside, and ``hi``'s wherever ``lo > hi``
+    (where the output is ``hi`` whatever ``x`` is).
+    """
     lo, x, hi = inputs
-    inner = select(ctx, x.primal < hi.primal, x, hi)
-    return select(ctx, x.primal > lo.primal, inner, lo)
+    raised = select(ctx, x.primal > lo.primal, x, lo)
+    clamped = select(ctx, raised.primal < hi.primal, raised, hi)
+    return JetValue(lax.clamp(lo.primal, x.primal, hi.primal), clamped.lower, clamped.summed)
 
 
 def abs_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:

@@ -42,10 +42,32 @@ def lift(u: Array, directions: bool, ndim: int) -> Array:
     return u.reshape(u.shape[:1] + (1,) * (ndim - u.ndim + 1) + u.shape[1:])
 
 
+def align(u: Array, directions: bool, ndim: int) -> Array:
+    """``u`` at rank ``ndim + 1`` with its direction axis (a unit one if it has none) first.
+
+    Every axis is explicit, so products of aligned factors never rely on NumPy's rank
+    promotion (JAX's ``jax_numpy_rank_promotion="raise"`` refuses it). A scalar stays a
+    scalar: scalars broadcast in every mode.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> align(jnp.ones((2, 3)), False, 2).shape, align(jnp.ones((4,)), True, 2).shape
+      ((1, 2, 3), (4, 1, 1))
+
+    """
+    if directions:
+        return lift(u, True, ndim)
+    if u.ndim == 0:
+        return u
+    return u.reshape((1,) * (ndim + 1 - u.ndim) + u.shape)
+
+
 def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
-    """Elementwise product with NumPy broadcasting of the primal axes."""
+    """Elementwise product, broadcasting the primal axes explicitly (no rank promotion)."""
     ndim = max(u.ndim - u_directions, v.ndim - v_directions)
-    return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
+    if u_directions == v_directions:
+        return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
+    return align(u, u_directions, ndim) * align(v, v_directions, ndim)
 
 
 def add(u: Coefficient, v: Coefficient) -> Coefficient:
@@ -156,8 +178,9 @@ def sum_over_directions(terms: Sequence[tuple[Array, Any]]) -> Array:
     if len(terms) == 1 or all(isinstance(c, int | float) and c == first for c in factors):
         summed = sum_directions(functools.reduce(add, (t for t, _ in terms)))
         return summed if isinstance(first, int | float) and first == 1 else first * summed
-    return sum_directions(functools.reduce(add, (t if isinstance(c, int | float) and c == 1
-                                                 else t * c for t, c in terms)))
+    return sum_directions(functools.reduce(add, (
+        t if isinstance(c, int | float) and c == 1 else t * c if isinstance(c, int | float)
+        else multiply(t, c, True, False) for t, c in terms)))
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
@@ -292,5 +315,6 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
         elif top:
             y.append(add(direct, sum_over_directions(groups)))
         else:
-            y.append(functools.reduce(add, (polynomial * factor for polynomial, factor in groups)))
+            y.append(functools.reduce(add, (multiply(polynomial, factor, True, False)
+                                            for polynomial, factor in groups)))
     return y
