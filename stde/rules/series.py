@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from math import comb, factorial, prod
 from typing import Any
 
+import numpy as np
+
 from stde.core import Array, Coefficient
 
 Series = list[Coefficient]
@@ -57,14 +59,14 @@ def align(u: Array, directions: bool, ndim: int) -> Array:
     """
     if directions:
         return lift(u, True, ndim)
-    if u.ndim == 0:
+    if np.ndim(u) == 0:
         return u
     return u.reshape((1,) * (ndim + 1 - u.ndim) + u.shape)
 
 
 def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
     """Elementwise product, broadcasting the primal axes explicitly (no rank promotion)."""
-    ndim = max(u.ndim - u_directions, v.ndim - v_directions)
+    ndim = max(np.ndim(u) - u_directions, np.ndim(v) - v_directions)
     if u_directions == v_directions:
         return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
     return align(u, u_directions, ndim) * align(v, v_directions, ndim)
