@@ -122,7 +122,7 @@ def _broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...], params: dict
     offsets = np.zeros(1, np.int64)
     for o in expanded:
         offsets = (offsets[:, None] + np.arange(shape[o]) * strides[o]).reshape(-1)
-    indices = (base[:, :, None] + jnp.asarray(offsets, c.indices.dtype)).reshape(
+    indices = (base[:, :, None] + jnp.asarray(offsets, c.indices.dtype)[None, None, :]).reshape(
         c.directions, -1)
     values = jnp.repeat(c.values, copies, axis=1)
     return c.with_entries(indices, values, shape)
@@ -216,7 +216,7 @@ def signed_sum_rule(primitive: Any, signs: tuple[int, ...], ctx: Context,
     shape = np.broadcast_shapes(*(np.shape(x.primal) for x in inputs))
     if any(not x.is_constant and np.shape(x.primal) != shape for x in inputs):
         return densified(primitive, ctx, inputs, **params)
-    primal = sum(s * x.primal for s, x in zip(signs, inputs))
+    primal = sum(s * jnp.broadcast_to(x.primal, shape) for s, x in zip(signs, inputs))
     lower = tuple(_sum([(s, x.lower[k]) for s, x in zip(signs, inputs)])
                   for k in range(ctx.order - 1))
     top = None
