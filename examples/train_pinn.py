@@ -73,7 +73,7 @@ class Config:
     learning_rate: float = 3e-3
     seed: int = 0
     devices: int = 1
-    n_test: int = 4000
+    n_test: int | None = None  # None: default_n_test(dim)
     eval_every: int = 100
     out: str | None = None
     quiet: bool = False
@@ -260,6 +260,20 @@ class Progress:
 LIVE_SYNC_EVERY = 10
 
 
+TEST_SET_FLOATS = 2 ** 27
+"""The default held-out set holds at most this many input floats (512 MiB in float32)."""
+
+
+def default_n_test(dim: int) -> int:
+    """Held-out points by default: 4000, fewer where ``4000 × dim`` floats would not fit.
+
+    Example:
+      >>> default_n_test(100), default_n_test(1_000_000)
+      (4000, 134)
+    """
+    return min(4000, max(64, TEST_SET_FLOATS // dim))
+
+
 def check_config(config: Config) -> Config:
     """``config`` with its dimension resolved; ``ValueError`` saying what to change if invalid.
 
@@ -273,7 +287,8 @@ def check_config(config: Config) -> Config:
         raise ValueError(f"unknown equation {config.equation!r}; "
                          f"choose from {sorted(EQUATIONS)}")
     dim = default_dim(config.equation) if config.dim is None else config.dim
-    config = dataclasses.replace(config, dim=dim)
+    n_test = default_n_test(dim) if config.n_test is None else config.n_test
+    config = dataclasses.replace(config, dim=dim, n_test=n_test)
     for name in ("dim", "n_samples", "steps", "batch", "width", "depth", "devices", "n_test",
                  "eval_every"):
         if getattr(config, name) < 1:
@@ -443,10 +458,10 @@ def default_out(config: Config) -> str:
       >>> default_out(Config(steps=50, batch=32))
       'runs/heat-d100-sparse-S16-steps50-dev1-seed0-batch32'
     """
-    config = check_config(config) if config.dim is None else config
+    config = check_config(config) if config.dim is None or config.n_test is None else config
     name = (f"{config.equation}-d{config.dim}-{config.method}-S{config.n_samples}-"
             f"steps{config.steps}-dev{config.devices}-seed{config.seed}")
-    defaults = Config()
+    defaults = dataclasses.replace(Config(), n_test=default_n_test(config.dim))
     for field in ("batch", "width", "depth", "learning_rate", "n_test", "eval_every"):
         value = getattr(config, field)
         if value != getattr(defaults, field):
@@ -541,7 +556,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="shard collocation points over this many devices "
                              "(on a CPU this tests sharding and is slower; see below)")
     parser.add_argument("--n-test", type=_count, default=defaults.n_test,
-                        help="held-out points for the relative L2 error")
+                        help="held-out points for the relative L2 error (default: 4000, "
+                             "fewer at large --dim so that they take at most 512 MiB)")
     parser.add_argument("--eval-every", type=_count, default=defaults.eval_every,
                         help="steps between held-out evaluations (and plain progress lines)")
     parser.add_argument("--out", default=None,
