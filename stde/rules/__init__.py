@@ -7,7 +7,6 @@ Importing this package registers every built-in rule. Add your own with
 from stde.rules import (  # noqa: F401  (registers)
     arithmetic,
     control_flow,
-    custom,
     elementwise,
     expansions,
     linalg,

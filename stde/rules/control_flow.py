@@ -7,8 +7,8 @@ rebuilds the primitive's structure around the interpretation with ordinary JAX:
   pytree whose ``None`` coefficients are static structure). The jitted interpretation
   is cached per (jaxpr, context), so eager repeated calls do not recompile.
 * ``custom_jvp_call`` and ``call_hi_primitive`` (``lax.custom_root`` on JAX 0.11+):
-  derivatives come from the JVP rule, as ``jax.hessian`` takes them
-  (:mod:`stde.rules.custom`).
+  derivatives come from the JVP rule, differentiated again for higher orders, exactly
+  as ``jax.hessian`` takes them (:func:`stde.rules.fallback.jvp_rule`).
 * ``custom_vjp_call``, ``closed_call``, ``call``: the primal body is interpreted (a
   ``custom_vjp`` rule is reverse-mode only, so forward Taylor mode cannot use it).
 * ``remat2`` (``jax.checkpoint``): the body runs under ``jax.checkpoint`` with the
@@ -45,8 +45,9 @@ from jax.extend.core import primitives as prims
 
 from stde.core import Context, JetValue, is_float, zeros_coefficient
 from stde.rules import series
+from stde.rules.fallback import jvp_rule
 from stde.rules.linear import broadcast_coefficient, register_linear
-from stde.rules.params import jit_inlined, scan_counts
+from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
 from stde.rules.registry import register
 
 Pattern = tuple[bool, ...]
@@ -437,6 +438,9 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], *, const_lengths
 
 for _call in (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p):
     register(_call, call_rule)
+for _with_jvp in (prims.custom_jvp_call_p, call_hi_primitive()):
+    if _with_jvp is not None:
+        register(_with_jvp, jvp_rule(_with_jvp))
 register(prims.jit_p, jit_rule)
 register(prims.remat_p, remat_rule)
 register_linear(prims.name_p)

@@ -94,6 +94,31 @@ def fallback_rule(primitive: Primitive) -> Callable[..., Any]:
             f"the nested-JVP fallback."
         )
     _warn_once(primitive.name)
+    return jvp_rule(primitive)
+
+
+def jvp_rule(primitive: Primitive) -> Callable[..., Any]:
+    """A Taylor rule that takes every derivative from ``primitive``'s own JVP rule.
+
+    This is what ``jax.hessian`` does: the first derivative comes from the JVP rule, and
+    higher ones from differentiating that rule again. ``custom_jvp_call`` and JAX 0.11's
+    ``call_hi_primitive`` (``lax.custom_root``) use it, so that user-defined derivative
+    rules are respected. The cost is that of :func:`fallback_rule`, without its warning.
+
+    Args:
+      primitive: the primitive the rule binds.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> f = jax.custom_jvp(jnp.sin)
+      >>> f.defjvp(lambda x, t: (jnp.sin(x[0]), 2 * t[0]))  # a rule that is not sin's
+      <function <lambda> at ...>
+      >>> _, (y1, y2) = stde.jet(f, (0.5,), ((1.0, 0.0),))
+      >>> float(y1), float(y2)
+      (2.0, 0.0)
+
+    """
     return functools.partial(_nested_jvp_rule, primitive)
 
 
