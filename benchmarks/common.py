@@ -32,6 +32,34 @@ PAPER_HIDDEN = (768, 768, 512, 512)
 """Hidden widths of the collapsing paper's tanh MLP ``D → 768 → 768 → 512 → 512 → 1``."""
 
 
+JAXLIB_0_10_CPU_DEADLOCK = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+"""The XLA flag avoiding a jaxlib 0.10.x CPU deadlock (see :func:`runtime_workarounds`)."""
+
+
+def runtime_workarounds() -> list[str]:
+    """Sets ``XLA_FLAGS`` workarounds for known XLA runtime bugs; returns what it set.
+
+    jaxlib 0.10.x's CPU runtime can deadlock on larger ``vmap``-ped programs with its
+    concurrency-optimized scheduler: every thread parks and ``block_until_ready``
+    never returns. Seen on the ``vmc`` suite at 12 and 16 electrons (64 walkers) for
+    ``jax.hessian`` and stde alike; turning the scheduler off avoids it (as an
+    environment flag only: the per-compilation option does not). jaxlib ≥ 0.11 needs
+    nothing. Must run before JAX's backend starts; applies to every method alike.
+
+    Returns:
+      The flags added to ``XLA_FLAGS`` (empty when none was needed or the user set it).
+    """
+    import jaxlib
+
+    if tuple(int(p) for p in jaxlib.__version__.split(".")[:2]) >= (0, 11):
+        return []
+    flags = os.environ.get("XLA_FLAGS", "")
+    if JAXLIB_0_10_CPU_DEADLOCK.split("=")[0] in flags:
+        return []
+    os.environ["XLA_FLAGS"] = f"{flags} {JAXLIB_0_10_CPU_DEADLOCK}".strip()
+    return [JAXLIB_0_10_CPU_DEADLOCK]
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, CPU count, backend and library versions, for labelling results."""
     import jaxlib
@@ -47,6 +75,7 @@ def machine_info() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     try:
         import folx

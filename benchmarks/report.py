@@ -125,6 +125,10 @@ def markdown(result: dict[str, Any]) -> str:
              "flops and temp bytes: XLA's `cost_analysis()` / `memory_analysis()` of the "
              "compiled executable (deterministic). Ratios are to the suite's reference "
              "(nested AD; SDGD for the PINN step).", ""]
+    if result.get("workarounds"):
+        flags = " ".join(f"`{f}`" for f in result["workarounds"])
+        lines += [f"XLA_FLAGS set by the harness for every method (a jaxlib 0.10 CPU runtime "
+                  f"deadlock, see `benchmarks.common.runtime_workarounds`): {flags}.", ""]
     if result.get("compiler_options"):
         options = ", ".join(f"`{k}={v}`" for k, v in result["compiler_options"].items())
         lines += [f"XLA compiler options for every method: {options}.", ""]

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                              "xla_cpu_experimental_ynn_fusion_type= (empty value)")
     parser.add_argument("--tag", default="", help="suffix of the output files' names")
     args = parser.parse_args(argv)
+    workarounds = common.runtime_workarounds()
     jax.config.update("jax_platforms", jax.config.jax_platforms or "cpu")
     size = "tiny" if args.tiny else args.size
     names = list(SUITES) if args.suite == "all" else [args.suite]
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         options[key] = value
     result = run(names, size, args.repeats, command=command.strip(), compiler_options=options)
     result["machine_note"] = args.note
+    result["workarounds"] = workarounds
     stem = "-".join(filter(None, [args.suite, size, args.tag]))
     paths = report.write(result, args.out, stem, figure=not args.no_plot)
     print("\n".join(["", *(f"{t['target']} [{t['method']}, {t['at']}]: {t['ratio']:.3f}× "

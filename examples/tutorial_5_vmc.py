@@ -5,9 +5,13 @@ VMC minimises the mean local energy of walkers drawn from ``|ψ|²``. Its kineti
 of ``log|ψ|``. The exact collapsed Laplacian pushes the directions ``e_1 .. e_D`` as
 first-order coefficients, so its first-order output coefficients already are the
 gradient: ``stde.value_grad_laplacian`` returns value, gradient and Laplacian from one
-collapsed 2-jet. Wavefunctions end in determinants; ``slogdet`` goes through an LU
-factorisation, whose Taylor rule factorises the primal once and gets every coefficient
-from triangular solves with its factors (``stde/rules/linalg.py``).
+collapsed 2-jet. Wavefunctions end in determinants. ``jnp.linalg.slogdet`` is a
+``custom_jvp`` function, so (as under ``jax.hessian``) its derivatives come from its
+JVP rule, ``tr(A⁻¹ Ȧ)``, differentiated once more; stde does that at the shared primal
+point, so each walker's matrices are factorised once, not once per direction. Bare
+factorisations (``lax.linalg.lu``, ``cholesky``, ``eigh``, ...) have Taylor rules that
+factorise the primal once and get every coefficient from solves with its factors
+(``stde/rules/linalg.py``).
 
 Run: ``python examples/tutorial_5_vmc.py`` (``--tiny`` for tests).
 """

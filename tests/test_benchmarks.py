@@ -3,11 +3,12 @@
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 
-from benchmarks import methods, report
+from benchmarks import common, methods, report
 from benchmarks.common import fit_slope
 from benchmarks.run import run
 from benchmarks.suites import SIZES, SUITES
@@ -126,3 +127,21 @@ def test_interleaved_timing_gives_every_method_its_rounds():
     assert sorted(calls) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
     assert calls[:3] == ["a", "b", "c"] and calls[3:6] == ["b", "c", "a"]
     assert all(m.output == name for name, m in measured.items())
+
+
+@pytest.mark.parametrize("version, preset, expected", [
+    ("0.10.2", "", common.JAXLIB_0_10_CPU_DEADLOCK),
+    ("0.10.2", "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+     "--xla_cpu_enable_concurrency_optimized_scheduler=true"),
+    ("0.12.0", "--xla_force_host_platform_device_count=2",
+     "--xla_force_host_platform_device_count=2"),
+])
+def test_runtime_workarounds_only_on_jaxlib_0_10_and_never_over_the_user(
+        monkeypatch, version, preset, expected):
+    import jaxlib
+
+    monkeypatch.setattr(jaxlib, "__version__", version)
+    monkeypatch.setenv("XLA_FLAGS", preset)
+    added = common.runtime_workarounds()
+    assert added == ([common.JAXLIB_0_10_CPU_DEADLOCK] if expected != preset else [])
+    assert os.environ["XLA_FLAGS"] == expected

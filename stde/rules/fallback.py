@@ -1,11 +1,15 @@
 """Fallback for primitives without a Taylor rule: nested JVPs of ``t ↦ prim(x(t))``.
 
 For each direction ``r`` the moving operands follow the curve
-``x_r(t) = x0 + Σ_{k<K} x_{k,r} t^k / k!`` (without the top coefficient) and ``K``
-nested ``jax.jvp`` in the scalar ``t`` give ``d^k/dt^k prim(x_r(t))`` at ``t = 0``: the
-lower coefficients, and the non-linear part ``T_K`` of the top one. The linear part is
-one JVP at ``x0`` along the summed top coefficients, so the result is collapsed (DESIGN
-§2). The cost is exponential in ``K`` but the result is exact for any primitive JAX can
+``x_r(t) = x0 + Σ_{k<K} x_{k,r} t^k / k!`` (without the top coefficient). Its
+derivatives ``D_k = d^k/dt^k prim(x_r(t))`` at ``t = 0`` (the lower coefficients, and
+the non-linear part ``T_K`` of the top one) come from ``K`` nested ``jax.jvp`` in the
+curve's coefficients: ``D_k(x0, .., x_k)`` is the JVP of ``D_{k-1}`` at
+``(x0, .., x_{k-1})`` along ``(x1, .., x_k)``. Every nesting level has the shared point
+``x0`` as its innermost primal, so under ``vmap`` over directions the primal work (a
+factorisation, say) is done once, not once per direction. The linear part is one JVP at
+``x0`` along the summed top coefficients, so the result is collapsed (DESIGN §2). The
+cost is exponential in ``K`` but the result is exact for any primitive JAX can
 differentiate; a one-time warning names the primitive. A primitive without a JVP rule
 raises :class:`UnsupportedPrimitiveError` naming it.
 
@@ -17,7 +21,6 @@ evaluated one direction at a time.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -122,18 +125,24 @@ def jvp_rule(primitive: Primitive) -> Callable[..., Any]:
     return functools.partial(_nested_jvp_rule, primitive)
 
 
-def _derivatives(g: Callable[[Any], Any], t: Any, n: int) -> list[Any]:
-    """``[g(t), g'(t), .., g^(n)(t)]`` by nesting ``jax.jvp`` ``n`` times."""
-    def all_up_to(m: int) -> Callable[[Any], tuple[Any, ...]]:
+def _curve_derivatives(g: Callable[[list[Any]], list[Any]], coefficients: list[list[Any]]
+                       ) -> list[list[Any]]:
+    """``[D_0, .., D_n]``: derivatives of ``t ↦ g(x(t))`` at 0 for ``x(t) = Σ_k x_k t^k/k!``.
+
+    ``coefficients[k]`` holds ``x_k`` (one array per operand) for ``k = 0 .. n``.
+    ``D_k`` is the JVP of ``D_{k-1}`` at ``(x_0, .., x_{k-1})`` along ``(x_1, .., x_k)``
+    (the chain rule), so the primal of every level is ``x_0`` alone.
+    """
+    def all_up_to(m: int) -> Callable[..., tuple[Any, ...]]:
         if m == 0:
-            return lambda s: (g(s),)
+            return lambda x0: (g(x0),)
         lower = all_up_to(m - 1)
 
-        def f(s: Any) -> tuple[Any, ...]:
-            values, tangents = jax.jvp(lower, (s,), (jnp.ones_like(s),))
+        def f(*xs: Any) -> tuple[Any, ...]:
+            values, tangents = jax.jvp(lower, xs[:m], xs[1:])
             return (*values, tangents[-1])
         return f
-    return list(all_up_to(n)(t))
+    return list(all_up_to(len(coefficients) - 1)(*coefficients))
 
 
 def _zero_tangent(x: JetValue) -> Any:
@@ -176,15 +185,17 @@ def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetVal
     derivatives: list[list[Any]] | None = None
     if moving and floating:
         def along_curve(*lowers: Any) -> list[list[Any]]:
-            def g(t: Any) -> list[Any]:
+            def g(points: list[Any]) -> list[Any]:
                 args = list(primals)
                 for n, i in enumerate(moving):
-                    for k, c in enumerate(lowers[n * (order - 1):(n + 1) * (order - 1)], 1):
-                        if c is not None:
-                            args[i] = args[i] + c * (t ** k / math.factorial(k)).astype(c.dtype)
+                    args[i] = points[n]
                 return floating_results(*args)
-            t0 = jnp.zeros((), jnp.result_type(*(primals[i] for i in moving)))
-            return _derivatives(g, t0, order)
+            coefficients = [[primals[i] for i in moving]]
+            for k in range(1, order + 1):   # x_K = 0: its linear part is added below
+                coefficients.append([
+                    jnp.zeros_like(primals[i]) if k == order or lowers[n * (order - 1) + k - 1]
+                    is None else lowers[n * (order - 1) + k - 1] for n, i in enumerate(moving)])
+            return _curve_derivatives(g, coefficients)
         derivatives = _map_directions(along_curve, lowers_flat, _is_batchable(primitive))
 
     results = [JetValue.constant(o, order) for o in outs]
