@@ -100,6 +100,8 @@ CASES = [
      lambda: (normal((2, 3, 2)), normal((3, 2, 2), 1)), 2, 4),
     ("batch_dims_in_the_middle", lambda a, b: jnp.einsum("ibj,jbk->bik", jnp.exp(a), b),
      lambda: (normal((2, 2, 3)), normal((3, 2, 2), 1)), 2, 2),
+    ("self_attention_scores", lambda h: jax.nn.softmax((h @ W[:3, :3]) @ jnp.sin(h).T) @ h,
+     lambda: (normal((4, 3)),), 4, 3),
     ("conv_1d_constant_kernel", conv_1d, lambda: (normal((6,)),), 3, 2),
     ("conv_2d_both_jets", conv_2d,
      lambda: (normal((1, 2, 4, 4)), normal((4, 1, 2, 2), 1)), 2, 3),
