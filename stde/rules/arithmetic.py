@@ -29,13 +29,11 @@ def vmapped_product(bilinear: Callable[[Any, Any], Any]) -> series.Product:
     return product
 
 
-def leibniz_rule(ctx: Context, inputs: Sequence[JetValue], product: series.Product,
-                 summed_product: series.SummedProduct | None = None) -> JetValue:
+def leibniz_rule(ctx: Context, inputs: Sequence[JetValue], product: series.Product) -> JetValue:
     """Leibniz rule ``y_k = Σ_j C(k, j) a_j b_{k-j}`` for a bilinear ``product``."""
     a, b = (x.coefficients for x in inputs)
     return JetValue.from_coefficients(
-        [series.leibniz(a, b, k, ctx.order, product, summed_product)
-         for k in range(ctx.order + 1)])
+        [series.leibniz(a, b, k, ctx.order, product) for k in range(ctx.order + 1)])
 
 
 def bilinear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
@@ -43,40 +41,6 @@ def bilinear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
     """Leibniz rule for a (non-elementwise) primitive bilinear in its two operands."""
     bilinear = functools.partial(bind_equation, primitive, params)
     return leibniz_rule(ctx, inputs, vmapped_product(bilinear))
-
-
-def direction_contracting_dot(params: dict[str, Any]) -> series.SummedProduct:
-    """``Σ_r dot_general(u_r, v_r)`` as one ``dot_general`` that also contracts ``r``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> u, v = jnp.ones((3, 2, 4)), jnp.ones((3, 4, 5))   # 3 directions
-      >>> matmul = jax.make_jaxpr(jnp.matmul)(u[0], v[0]).eqns[0]
-      >>> summed = direction_contracting_dot(matmul.params)
-      >>> summed(u, v).shape, float(summed(u, v)[0, 0])     # 3 directions × 4 terms
-      ((2, 5), 12.0)
-
-    """
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = params["dimension_numbers"]
-
-    def shifted(dims: Sequence[int]) -> tuple[int, ...]:
-        return tuple(d + 1 for d in dims)
-
-    numbers = (((0, *shifted(lhs_contract)), (0, *shifted(rhs_contract))),
-               (shifted(lhs_batch), shifted(rhs_batch)))
-    return functools.partial(bind_equation, lax.dot_general_p,
-                             {**params, "dimension_numbers": numbers})
-
-
-def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
-    """``dot_general`` by Leibniz' rule, each top-order pair summed inside one product.
-
-    A top-order product of two per-direction factors (e.g. attention's ``Q Kᵀ`` when
-    both move) contracts the direction axis inside one ``dot_general`` instead of ``R``
-    products and a sum.
-    """
-    bilinear = functools.partial(bind_equation, lax.dot_general_p, params)
-    return leibniz_rule(ctx, inputs, vmapped_product(bilinear), direction_contracting_dot(params))
 
 
 def power(x: Sequence[Any], n: int, order: int) -> series.Series:
@@ -119,8 +83,8 @@ def square_rule(ctx: Context, inputs: Sequence[JetValue]) -> JetValue:
 
 
 register(lax.mul_p, lambda ctx, inputs, **_: leibniz_rule(ctx, inputs, series.multiply))
-register(lax.dot_general_p, dot_general_rule)
-register(lax.conv_general_dilated_p, functools.partial(bilinear_rule, lax.conv_general_dilated_p))
+for _primitive in (lax.dot_general_p, lax.conv_general_dilated_p):
+    register(_primitive, functools.partial(bilinear_rule, _primitive))
 register(lax.div_p, lambda ctx, inputs, **_: div_rule(ctx, inputs))
 register(lax.integer_pow_p, integer_pow_rule)
 register(lax.square_p, lambda ctx, inputs, **_: square_rule(ctx, inputs))

@@ -30,8 +30,6 @@ from stde.core import Array, Coefficient
 Series = list[Coefficient]
 Product = Callable[[Array, Array, bool, bool], Array]
 """``product(u, v, u_has_directions, v_has_directions)``: a bilinear map of two factors."""
-SummedProduct = Callable[[Array, Array], Array]
-"""``summed(u, v) = Σ_r product(u_r, v_r)`` for two per-direction factors, in one operation."""
 
 
 def has_directions(k: int, order: int) -> bool:
@@ -71,8 +69,6 @@ def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Arra
     ndim = max(np.ndim(u) - u_directions, np.ndim(v) - v_directions)
     if u_directions == v_directions:
         return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
-    if u_directions:   # the direction-free factor first (it is the broadcast one)
-        return align(v, v_directions, ndim) * align(u, u_directions, ndim)
     return align(u, u_directions, ndim) * align(v, v_directions, ndim)
 
 
@@ -104,7 +100,6 @@ def convolve(
     order: int,
     terms: Iterable[tuple[int, int | float]],
     product: Product = multiply,
-    summed_product: SummedProduct | None = None,
 ) -> Coefficient:
     """``Σ_{(j, w) ∈ terms} w · a_j · b_{k-j}``, collapsed when ``k`` is the top order.
 
@@ -116,9 +111,6 @@ def convolve(
         over directions and the result has no direction axis.
       terms: pairs ``(j, weight)``.
       product: the bilinear map (elementwise by default).
-      summed_product: optional ``Σ_r product(u_r, v_r)`` in one operation (e.g. a
-        ``dot_general`` that contracts the direction axis too); used for the top
-        order's products of two per-direction factors instead of ``product`` and a sum.
 
     Returns:
       The coefficient, or ``None`` when every term is a symbolic zero.
@@ -137,10 +129,6 @@ def convolve(
             u, weight = u * weight, 1
         elif weight != 1 and not v_dir:
             v, weight = v * weight, 1
-        if k == order and u_dir and v_dir and summed_product is not None:
-            term = summed_product(u, v)
-            total = add(total, term if weight == 1 else term * weight)
-            continue
         term = product(u, v, u_dir, v_dir)
         if k == order and u_dir and v_dir:
             summands.append((term, weight))
@@ -198,11 +186,9 @@ def sum_over_directions(terms: Sequence[tuple[Array, Any]]) -> Array:
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,
-            product: Product = multiply, summed_product: SummedProduct | None = None
-            ) -> Coefficient:
+            product: Product = multiply) -> Coefficient:
     """Coefficient ``k`` of ``a·b``: ``Σ_{j=0..k} C(k, j) a_j b_{k-j}``."""
-    return convolve(a, b, k, order, ((j, comb(k, j)) for j in range(k + 1)), product,
-                    summed_product)
+    return convolve(a, b, k, order, ((j, comb(k, j)) for j in range(k + 1)), product)
 
 
 def square(a: Sequence[Coefficient], k: int, order: int) -> Coefficient:
