@@ -20,7 +20,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from stde import sparse
 from stde.core import JetValue, bind_equation
 from stde.rules import registry
-from stde.rules.fallback import fallback_rule
+from stde.rules.fallback import rule_or_fallback
 from stde.rules.sparse import densified
 
 
@@ -80,4 +80,4 @@ def rule_for(primitive: Any, operands: list[JetValue]) -> Any:
     """
     if any(sparse.has_sparse(x) for x in operands):
         return registry.lookup_sparse(primitive) or functools.partial(densified, primitive)
-    return registry.lookup(primitive) or fallback_rule(primitive)
+    return rule_or_fallback(primitive)

@@ -51,6 +51,9 @@ from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
 from stde.rules.registry import register
 
 Pattern = tuple[bool, ...]
+
+BODY_CALLS = (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p)
+"""Calls whose Taylor coefficients are their body's (:func:`call_rule`)."""
 """Per coefficient ``1 .. K``: whether it is carried (``True``) or a symbolic zero."""
 
 AnyJaxpr = ClosedJaxpr | Jaxpr
@@ -436,7 +439,7 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], *, const_lengths
 # Registration
 # --------------------------------------------------------------------------------------
 
-for _call in (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p):
+for _call in BODY_CALLS:
     register(_call, call_rule)
 for _with_jvp in (prims.custom_jvp_call_p, call_hi_primitive()):
     if _with_jvp is not None:

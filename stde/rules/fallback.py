@@ -32,7 +32,7 @@ from jax._src.interpreters import ad, batching
 from jax.extend.core import Primitive
 
 from stde.core import Context, JetValue, bind_equation, is_float
-from stde.rules import series
+from stde.rules import registry, series
 
 
 class UnsupportedPrimitiveError(NotImplementedError):
@@ -98,6 +98,11 @@ def fallback_rule(primitive: Primitive) -> Callable[..., Any]:
         )
     _warn_once(primitive.name)
     return jvp_rule(primitive)
+
+
+def rule_or_fallback(primitive: Primitive) -> Callable[..., Any]:
+    """The Taylor rule registered for ``primitive``, else :func:`fallback_rule`'s."""
+    return registry.lookup(primitive) or fallback_rule(primitive)
 
 
 def jvp_rule(primitive: Primitive) -> Callable[..., Any]:
@@ -190,11 +195,12 @@ def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetVal
                 for n, i in enumerate(moving):
                     args[i] = points[n]
                 return floating_results(*args)
+            zeros = [jnp.zeros_like(primals[i]) for i in moving]
             coefficients = [[primals[i] for i in moving]]
-            for k in range(1, order + 1):   # x_K = 0: its linear part is added below
-                coefficients.append([
-                    jnp.zeros_like(primals[i]) if k == order or lowers[n * (order - 1) + k - 1]
-                    is None else lowers[n * (order - 1) + k - 1] for n, i in enumerate(moving)])
+            for k in range(1, order):   # lowers: operand-major, order - 1 per operand
+                coefficients.append([zero if c is None else c
+                                     for zero, c in zip(zeros, lowers[k - 1::order - 1])])
+            coefficients.append(zeros)   # x_K = 0: its linear part is added below
             return _curve_derivatives(g, coefficients)
         derivatives = _map_directions(along_curve, lowers_flat, _is_batchable(primitive))
 

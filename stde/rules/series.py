@@ -181,8 +181,8 @@ def sum_over_directions(terms: Sequence[tuple[Array, Any]]) -> Array:
         summed = sum_directions(functools.reduce(add, (t for t, _ in terms)))
         return summed if isinstance(first, int | float) and first == 1 else first * summed
     return sum_directions(functools.reduce(add, (
-        t if isinstance(c, int | float) and c == 1 else t * c if isinstance(c, int | float)
-        else multiply(t, c, True, False) for t, c in terms)))
+        t if isinstance(c, int | float) and c == 1 else multiply(t, c, True, False)
+        for t, c in terms)))
 
 
 def leibniz(a: Sequence[Coefficient], b: Sequence[Coefficient], k: int, order: int,

@@ -42,8 +42,8 @@ from jax.extend.core import primitives as prims
 from stde import sparse
 from stde.core import Array, Context, JetValue, bind_equation, is_float
 from stde.rules import control_flow, series
-from stde.rules.fallback import fallback_rule
-from stde.rules.registry import lookup, register_sparse
+from stde.rules.fallback import rule_or_fallback
+from stde.rules.registry import register_sparse
 from stde.sparse import SparseCoefficient, is_sparse
 
 Remap = Callable[[SparseCoefficient, tuple[int, ...], dict[str, Any]], SparseCoefficient | None]
@@ -52,8 +52,7 @@ Remap = Callable[[SparseCoefficient, tuple[int, ...], dict[str, Any]], SparseCoe
 
 def densified(primitive: Any, ctx: Context, inputs: Sequence[JetValue], **params: Any) -> Any:
     """The ordinary rule of ``primitive`` on densified operands (the one dense path)."""
-    rule = lookup(primitive) or fallback_rule(primitive)
-    return rule(ctx, [sparse.densify_value(x) for x in inputs], **params)
+    return rule_or_fallback(primitive)(ctx, [sparse.densify_value(x) for x in inputs], **params)
 
 
 def _bind(primitive: Any, params: dict[str, Any]) -> Callable[..., Any]:
@@ -343,8 +342,7 @@ def derivatives(primitive: Any, ctx: Context, x0: Array, params: dict[str, Any]
     order = ctx.order
     unit = jnp.ones((1, *np.shape(x0)), jnp.result_type(x0))
     value = JetValue(x0, (unit,) + (None,) * (order - 2), None)
-    rule = lookup(primitive) or fallback_rule(primitive)
-    y = rule(_OneDirection(ctx), [value], **params)
+    y = rule_or_fallback(primitive)(_OneDirection(ctx), [value], **params)
     return [y.primal, *(None if c is None else c[0] for c in y.lower), y.summed]
 
 
@@ -415,7 +413,7 @@ for _primitive in (
     register_sparse(_primitive, functools.partial(unary_rule, _primitive))
 # Calls interpret their body on the jets as they come (a SparseCoefficient is a pytree,
 # so the jit boundary and checkpointing stay): their ordinary rules serve.
-for _call in (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p):
+for _call in control_flow.BODY_CALLS:
     register_sparse(_call, control_flow.call_rule)
 register_sparse(prims.jit_p, control_flow.jit_rule)
 register_sparse(prims.remat_p, control_flow.remat_rule)
