@@ -23,7 +23,8 @@ rebuilds the primitive's structure around the interpretation with ordinary JAX:
 * ``custom_linear_solve`` (``jnp.linalg.solve``, ``jax.scipy.sparse.linalg.cg``): the
   solution ``x(t)`` of ``A(t) x(t) = b(t)`` order by order,
   ``x_k = A_0⁻¹ (b_k - [A(t) x̃(t)]_k)`` where ``x̃`` has ``x_0 .. x_{k-1}`` only,
-  with the primitive's own ``solve`` applying ``A_0⁻¹``.
+  with ``custom_linear_solve`` itself, bound on the primal operands, applying ``A_0⁻¹``
+  (so a ``grad`` or ``jvp`` of the coefficients reaches ``A`` through its ``matvec``).
 
 A *zero pattern* records, for coefficients ``1 .. K`` of one value, which ones are
 carried (``True``) and which are symbolic zeros (``False``).
@@ -43,7 +44,7 @@ from jax import lax
 from jax.extend.core import ClosedJaxpr, Jaxpr
 from jax.extend.core import primitives as prims
 
-from stde.core import Context, JetValue, is_float, zeros_coefficient
+from stde.core import Context, JetValue, bind_equation, is_float, zeros_coefficient
 from stde.rules import series
 from stde.rules.fallback import jvp_rule
 from stde.rules.linear import broadcast_coefficient, register_linear
@@ -380,46 +381,51 @@ def while_rule(ctx: Context, inputs: Sequence[JetValue], *, cond_jaxpr: ClosedJa
 # --------------------------------------------------------------------------------------
 
 
-def _solve_coefficient(solve: Callable[[list[Any]], list[Any]], rhs: list[Any],
-                       with_directions: bool) -> list[Any]:
-    """``A_0⁻¹ rhs`` for one coefficient (``vmap``-ed over its direction axis if any)."""
-    return jax.vmap(solve)(rhs) if with_directions else solve(rhs)
-
-
-def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], *, const_lengths: Any,
-                      jaxprs: Any, **_: Any) -> list[JetValue]:
+def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
+                      ) -> list[JetValue]:
     """``custom_linear_solve``: Taylor coefficients of the solution of ``A(t) x(t) = b(t)``.
 
     With ``x̃`` the solution truncated to ``x_0 .. x_{k-1}``, the ``k``-th coefficient of
     ``A(t) x̃(t)`` (the ``matvec`` jaxpr on jets) holds every term of ``[A x]_k`` but
-    ``A_0 x_k``, so ``x_k = solve(b_k - [A x̃]_k)``, where ``solve`` is the primitive's
-    own solver at ``t = 0``. At the top order the collapsed sum is solved once. Auxiliary
-    outputs of ``solve`` carry no coefficients (as in JAX's JVP).
+    ``A_0 x_k``, so ``x_k = A_0⁻¹ (b_k - [A x̃]_k)``. At the top order the collapsed sum
+    is solved once. Auxiliary outputs of ``solve`` carry no coefficients (as in JAX's JVP).
+
+    ``A_0⁻¹`` is applied by binding ``custom_linear_solve`` itself on the primal
+    operands, never by running its ``solve`` jaxpr as plain JAX: the solver's operands
+    may be cut from differentiation (``jnp.linalg.solve`` factorises
+    ``stop_gradient(A)``), and only the primitive's own JVP and transpose rules (through
+    ``matvec``) give a ``jax.grad`` or ``jax.jvp`` of the coefficients their derivative
+    with respect to ``A``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> a = jnp.array([[2.0, 0.5], [0.5, 3.0]])
+      >>> g = lambda y: jnp.sum(jnp.linalg.solve(a + jnp.diag(y), jnp.ones(2)))
+      >>> grad = jax.grad(stde.laplacian(g))(jnp.zeros(2))
+      >>> bool(jnp.allclose(grad, jax.grad(lambda y: jnp.trace(jax.hessian(g)(y)))(
+      ...     jnp.zeros(2)), rtol=1e-4))
+      True
+
     """
-    matvec_length, solve_length = const_lengths.matvec, const_lengths.solve
-    counts = [const_lengths.matvec, const_lengths.vecmat, const_lengths.solve,
-              const_lengths.transpose_solve]
-    offsets = np.cumsum([0, *counts])
-    matvec_consts = list(inputs[offsets[0]:offsets[0] + matvec_length])
-    solve_consts = [x.primal for x in inputs[offsets[2]:offsets[2] + solve_length]]
-    b = list(inputs[offsets[4]:])
+    lengths = params["const_lengths"]
+    num_consts = (lengths.matvec + lengths.vecmat + lengths.solve + lengths.transpose_solve)
+    consts, b = list(inputs[:num_consts]), list(inputs[num_consts:])
+    matvec_consts = consts[:lengths.matvec]
+    const_primals = [x.primal for x in consts]
     num_b = len(b)
     order = ctx.order
 
-    def solve_all(rhs: Sequence[Any]) -> list[Any]:
-        constants = [JetValue.constant(v, order) for v in (*solve_consts, *rhs)]
-        return [x.primal for x in ctx.eval_jaxpr(jaxprs.solve, constants)]
+    def solve(*rhs: Any) -> list[Any]:
+        return list(bind_equation(prims.linear_solve_p, params, *const_primals, *rhs))
 
-    def solve(rhs: list[Any]) -> list[Any]:
-        return solve_all(rhs)[:num_b]
-
-    out_primals = solve_all([x.primal for x in b])
+    out_primals = solve(*(x.primal for x in b))
     solution = [[x] for x in out_primals[:num_b]]
 
     for k in range(1, order + 1):
         truncated = [JetValue.from_coefficients([*s, *([None] * (order + 1 - len(s)))])
                      for s in solution]
-        applied = ctx.eval_jaxpr(jaxprs.matvec, [*matvec_consts, *truncated])
+        applied = ctx.eval_jaxpr(params["jaxprs"].matvec, [*matvec_consts, *truncated])
         rhs = [series.sub(x.coefficients[k], a.coefficients[k])
                for x, a in zip(b, applied, strict=True)]
         if all(r is None for r in rhs):
@@ -428,8 +434,8 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], *, const_lengths
             continue
         rhs = [zeros_coefficient(s[0], k, order, ctx.directions) if r is None else r
                for r, s in zip(rhs, solution, strict=True)]
-        solved = _solve_coefficient(solve, rhs, series.has_directions(k, order))
-        for s, c in zip(solution, solved, strict=True):
+        solve_k = jax.vmap(solve) if series.has_directions(k, order) else solve
+        for s, c in zip(solution, solve_k(*rhs)[:num_b], strict=True):
             s.append(c)
     return ([JetValue.from_coefficients(s) for s in solution]
             + [JetValue.constant(aux, order) for aux in out_primals[num_b:]])
