@@ -48,10 +48,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pinn_equations import EQUATIONS, Equation, default_dim, make_equation  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import stde  # noqa: E402
+from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation  # noqa: E402
 
 Array = Any
 Params = list[tuple[Array, Array]]
@@ -63,7 +63,7 @@ class Config:
     """Command-line options (see ``--help``)."""
 
     equation: str = "heat"
-    dim: int | None = None  # None: the equation's default (pinn_equations.default_dim)
+    dim: int | None = None  # None: the equation's default (stde.pinn.equations.default_dim)
     method: str = "sparse"
     n_samples: int = 16
     steps: int = 2000
@@ -533,7 +533,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=_HelpFormatter, epilog=EPILOG)
     parser.add_argument("--equation", default=defaults.equation, choices=sorted(EQUATIONS),
-                        help="the PDE (see examples/pinn_equations.py)")
+                        help="the PDE (see stde/pinn/equations.py)")
     parser.add_argument("--dim", type=_count, default=None,
                         help="spatial dimension d (default: the equation's own, "
                              "1 for kdv, 100 for the others)")

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from _tutorial import section, tiny
-from pinn_equations import make_equation
 
 import stde
 import stde.operators as ops
+from stde.pinn.equations import make_equation
 
 d = 4 if tiny() else 10
 steps = 30 if tiny() else 2000

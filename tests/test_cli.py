@@ -13,8 +13,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 EXAMPLES = os.path.join(ROOT, "examples")
 sys.path.insert(0, EXAMPLES)
 
-import pinn_equations as pe  # noqa: E402
 import train_pinn as tp  # noqa: E402
+
+import stde.pinn.equations as pe  # noqa: E402
 
 BAD_FLAGS = [
     (["--dim", "0"], "--dim"),

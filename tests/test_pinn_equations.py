@@ -1,18 +1,12 @@
-"""Exact solutions and forcing terms of examples/pinn_equations.py, in float64."""
-
-import os
-import sys
+"""Exact solutions and forcing terms of stde/pinn/equations.py, in float64."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "examples"))
-
-import pinn_equations as pe  # noqa: E402
-
-import stde  # noqa: E402
+import stde
+import stde.pinn.equations as pe
 
 NAMES = sorted(pe.EQUATIONS)
 

@@ -14,8 +14,9 @@ import pytest
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 sys.path.insert(0, EXAMPLES)
 
-import pinn_equations as pe  # noqa: E402
 import train_pinn as tp  # noqa: E402
+
+import stde.pinn.equations as pe  # noqa: E402
 
 
 def fixed_batch_losses(name, method, steps=25, d=3):
