@@ -31,8 +31,9 @@ The *two-body* solution (the STDE paper's) is
 Each :class:`Equation` exposes ``residual(u, z, key, estimate)``: the PDE residual(s) of
 the scalar function ``u`` at one point ``z``. ``estimate(f, *args, key)`` returns
 ``(f(*args), L f(*args))`` for the equation's second-order operator ``L`` acting on the
-first argument; the trainer builds it from :func:`stde.stochastic_operator` (or the exact
-:func:`stde.operator`, or an SDGD baseline), so the same residual serves every method.
+first argument; :func:`stde.pinn.harness.make_estimate` builds it from
+:func:`stde.stochastic_operator` (or the exact :func:`stde.operator`, or the SDGD
+baseline), so the same residual serves every method.
 """
 
 from __future__ import annotations
