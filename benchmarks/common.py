@@ -1,4 +1,6 @@
-"""Shared pieces of the benchmark harness: the network, measuring compiled functions, fits.
+"""Shared pieces of the benchmark harness: measuring compiled functions, fits.
+
+The network is :func:`stde.pinn.harness.mlp` (every suite, the trainer and the tests use it).
 
 Every figure comes from one ``jax.jit``-compiled executable: XLA flops
 (``compiled.cost_analysis()``), temporary buffer bytes
@@ -11,7 +13,6 @@ the machine's load.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import statistics
@@ -22,8 +23,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-Params = list[tuple[jax.Array, jax.Array]]
 
 COMPILER_OPTIONS: dict[str, str] = {}
 """XLA options for every compilation of a run (``--compiler-option``); empty: XLA's defaults."""
@@ -90,27 +89,6 @@ def machine_label(info: dict[str, Any]) -> str:
     """One line naming the machine, e.g. for a plot title."""
     return (f"{info['backend']} · {info['processor']} · {info['cpu_count']} CPUs · "
             f"jax {info['jax']}")
-
-
-def init_mlp(key: jax.Array, dim: int, hidden: Sequence[int]) -> Params:
-    """Weights of a tanh MLP ``dim → hidden… → 1`` (LeCun-normal weights, zero biases)."""
-    widths = [dim, *hidden, 1]
-    params = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-        key, sub = jax.random.split(key)
-        params.append((jax.random.normal(sub, (fan_in, fan_out), jnp.float32) / math.sqrt(fan_in),
-                       jnp.zeros((fan_out,), jnp.float32)))
-    return params
-
-
-def mlp(params: Params, x: jax.Array) -> jax.Array:
-    """The scalar tanh MLP at one point ``x`` of shape ``(D,)``."""
-    h = x
-    for i, (weight, bias) in enumerate(params):
-        h = h @ weight + bias
-        if i < len(params) - 1:
-            h = jnp.tanh(h)
-    return h[0]
 
 
 def _first(analysis: Any) -> dict[str, Any]:

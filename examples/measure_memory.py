@@ -26,12 +26,13 @@ def measure(dim: int, steps: int, batch: int, n_samples: int, width: int) -> dic
               f"eval_every={steps}, quiet=True")
     fields = ("dim", "relative_l2_error", "trivial_predictor_error", "iterations_per_second",
               "compile_seconds", "peak_rss_mib")
-    code = (f"import json, sys; sys.path.insert(0, {HERE!r})\n"
+    code = (f"import json\n"
             f"from train_pinn import Config, train\n"
             f"s = train(Config({config}))\n"
             f"print('JSON' + json.dumps({{k: s[k] for k in {fields!r}}}))\n")
+    # ``python -c`` imports from its working directory: run it here, beside train_pinn.py.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=HERE).stdout
     line = next(x for x in out.splitlines() if x.startswith("JSON"))
     return json.loads(line[4:])
 

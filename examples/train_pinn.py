@@ -8,7 +8,8 @@ Usage::
     python examples/train_pinn.py --method sdgd         # the SDGD baseline (HVPs)
     python examples/train_pinn.py --devices 2 --out runs/ac10
 
-The network is a plain-JAX tanh MLP trained with optax Adam; boundary (and initial)
+The network is a plain-JAX tanh MLP (:mod:`stde.pinn.harness`, which also holds the
+estimators and the loss) trained with optax Adam; boundary (and initial)
 conditions hold exactly through the equation's ansatz, so the loss is the mean squared
 PDE residual at fresh collocation points each step. The second-order operator in the
 residual is computed by
@@ -37,7 +38,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -45,17 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tqdm import tqdm  # noqa: E402
-
-import stde  # noqa: E402
-from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation  # noqa: E402
+from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation
+from stde.pinn.harness import METHODS, Params, init_mlp, make_estimate, make_loss, mlp
 
 Array = Any
-Params = list[tuple[Array, Array]]
-METHODS = ("sparse", "dense", "exact", "sdgd")
 
 
 @dataclasses.dataclass
@@ -80,99 +76,8 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------
-# Network.
+# Sharding, training.
 # ---------------------------------------------------------------------------------------
-
-
-def init_mlp(key: Array, sizes: Sequence[int]) -> Params:
-    """Glorot-normal weights and zero biases for a tanh MLP with layer ``sizes``."""
-    params = []
-    for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:])):
-        w = jax.random.normal(k, (n_in, n_out)) * math.sqrt(2.0 / (n_in + n_out))
-        params.append((w, jnp.zeros(n_out)))
-    return params
-
-
-def mlp(params: Params, z: Array) -> Array:
-    """The scalar network output at one point ``z``."""
-    h = z
-    for w, b in params[:-1]:
-        h = jnp.tanh(h @ w + b)
-    w, b = params[-1]
-    return (h @ w + b)[0]
-
-
-# ---------------------------------------------------------------------------------------
-# Operator estimators.
-# ---------------------------------------------------------------------------------------
-
-Estimate = Callable[..., tuple[Array, Array]]
-
-
-def sdgd_estimate(directions: np.ndarray | None, n_samples: int) -> Estimate:
-    """The SDGD baseline: ``(R/S) Σ_s v_sᵀ ∇²f v_s`` over ``S`` sampled rows ``v_s``.
-
-    Second derivatives come from Hessian-vector products (forward over reverse), one per
-    sampled direction, as in SDGD (Hu et al., 2023). ``directions=None`` means the
-    coordinate axes.
-    """
-
-    def estimate(f: Callable[..., Array], x: Array, *rest: Array, key: Array
-                 ) -> tuple[Array, Array]:
-        dim = x.size
-        count = dim if directions is None else directions.shape[0]
-        if n_samples > count:
-            raise ValueError(f"--n-samples {n_samples} exceeds the {count} directions")
-        rows = jax.random.choice(key, count, (n_samples,), replace=False)
-        if directions is None:
-            sampled = jax.nn.one_hot(rows, dim, dtype=x.dtype)
-        else:
-            sampled = jnp.asarray(directions, x.dtype)[rows]
-        of_x = lambda y: f(y, *rest)  # noqa: E731
-        grad = jax.grad(of_x)
-
-        def curvature(v: Array) -> Array:
-            return jnp.vdot(v, jax.jvp(grad, (x,), (v,))[1])
-
-        return of_x(x), jax.vmap(curvature)(sampled).sum() * (count / n_samples)
-
-    return estimate
-
-
-def make_estimate(equation: Equation, method: str, n_samples: int) -> Estimate:
-    """``estimate(f, *args, key) -> (f(*args), L f(*args))`` for ``equation``'s operator."""
-    if equation.operator is None:
-        return lambda f, *args, key: (f(*args), jnp.zeros(()))
-    if method == "sdgd":
-        return sdgd_estimate(equation.sdgd_directions, n_samples)
-    op = equation.operator()
-    if method == "exact":
-        return lambda f, *args, key: stde.operator(f, op, with_value=True)(*args)
-    if method in ("sparse", "dense"):
-        def estimate(f: Callable[..., Array], *args: Array, key: Array) -> tuple[Array, Array]:
-            g = stde.stochastic_operator(f, op, n_samples, method=method, with_value=True)
-            return g(*args, key)
-
-        return estimate
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-
-
-# ---------------------------------------------------------------------------------------
-# Loss, sharding, training.
-# ---------------------------------------------------------------------------------------
-
-
-def make_loss(equation: Equation, estimate: Estimate) -> Callable[[Params, Array, Array], Array]:
-    """``loss(params, points, keys)``: mean over points of the squared residual vector."""
-
-    def pointwise(params: Params, z: Array, key: Array) -> Array:
-        u = lambda y: equation.ansatz(lambda q: mlp(params, q), y)  # noqa: E731
-        return jnp.sum(equation.residual(u, z, key, estimate) ** 2)
-
-    def loss(params: Params, points: Array, keys: Array) -> Array:
-        return jnp.mean(jax.vmap(pointwise, (None, 0, 0))(params, points, keys))
-
-    return loss
 
 
 def batch_sharding(devices: int) -> NamedSharding | None:

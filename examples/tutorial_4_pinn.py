@@ -5,7 +5,8 @@ The exact solution is the STDE paper's two-body function, so the trained network
 scored by its relative L2 error, next to the untrained trivial predictor
 ``(1 - |x|²) u*(0)``. The loss is the mean squared residual at fresh random points,
 with the Laplacian estimated by ``stde.stochastic_operator(..., method="sparse")``:
-unbiased, and its cost does not grow with ``d``. The full driver with every option is
+unbiased, and its cost does not grow with ``d``. The network, the loss and the
+estimators come from :mod:`stde.pinn.harness`, as in the full driver with every option,
 ``examples/train_pinn.py``.
 
 Run: ``python examples/tutorial_4_pinn.py`` (``--tiny`` for tests).
@@ -19,6 +20,7 @@ from _tutorial import section, tiny
 import stde
 import stde.operators as ops
 from stde.pinn.equations import make_equation
+from stde.pinn.harness import init_mlp, make_loss, mlp
 
 d = 4 if tiny() else 10
 steps = 30 if tiny() else 2000
@@ -26,45 +28,38 @@ samples = 2 if tiny() else 4
 equation = make_equation("allen_cahn", d)
 
 section("1. The network and the hard boundary constraint")
-
-
-def net(params, x):
-    """A tanh MLP with scalar output."""
-    for w, b in params[:-1]:
-        x = jnp.tanh(x @ w + b)
-    w, b = params[-1]
-    return (x @ w + b)[0]
+sizes = [d, 32, 32, 1]
+k_init, k_train = jax.random.split(jax.random.PRNGKey(0))
+params = init_mlp(k_init, sizes)  # Glorot-normal weights, zero biases
 
 
 def u(params, x):
-    """The ansatz ``(1 - |x|²) net(x)``: zero on the unit sphere by construction."""
-    return (1.0 - jnp.sum(x ** 2)) * net(params, x)
+    """The ansatz ``(1 - |x|²) mlp(x)``: zero on the unit sphere by construction."""
+    return equation.ansatz(lambda q: mlp(params, q), x)
 
 
-sizes = [d, 32, 32, 1]
-keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
-params = [(jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / (m + n)), jnp.zeros(n))
-          for k, m, n in zip(keys[1:], sizes, sizes[1:])]
-print(f"MLP {sizes}, ansatz u = (1-|x|²)·net(x)")
+print(f"tanh MLP {sizes}, ansatz u = (1-|x|²)·mlp(x)")
 
 section("2. The residual with an STDE Laplacian")
 laplacian = ops.laplacian()
 
 
-def residual(params, x, key):
-    """``Δu + u - u³ - f`` at one point, Laplacian estimated from ``samples`` jets."""
-    value, lap = stde.stochastic_operator(lambda y: u(params, y), laplacian, samples,
-                                          method="sparse", with_value=True)(x, key)
-    return equation.residual(lambda y: u(params, y), x, key,
-                             lambda f, y, key: (value, lap))[0]
+def estimate(f, x, *, key):
+    """``(f(x), Δf(x))``, the Laplacian estimated from ``samples`` sampled coordinates."""
+    return stde.stochastic_operator(f, laplacian, samples, method="sparse",
+                                    with_value=True)(x, key)
+
+
+# The equation's residual Δu + u - u³ - f calls ``estimate`` on the ansatz; the loss is its
+# mean square over the collocation points, each with its own key.
+residual_loss = make_loss(equation, estimate)
 
 
 def loss(params, key):
     """Mean squared residual over 64 fresh collocation points."""
     k_points, k_stde = jax.random.split(key)
     points = equation.sample(k_points, 64)
-    return jnp.mean(jax.vmap(residual, (None, 0, 0))(
-        params, points, jax.random.split(k_stde, 64)) ** 2)
+    return residual_loss(params, points, jax.random.split(k_stde, 64))
 
 
 print(f"d = {d}: each residual uses {samples} of {d} second derivatives, rescaled by "
@@ -85,7 +80,7 @@ def step(params, state, key):
 
 first = None
 for i in range(steps):
-    params, state, value = step(params, state, jax.random.fold_in(keys[0], i))
+    params, state, value = step(params, state, jax.random.fold_in(k_train, i))
     first = float(value) if first is None else first
     if i % max(1, steps // 5) == 0 or i == steps - 1:
         print(f"step {i:5d}  loss {float(value):.4e}")

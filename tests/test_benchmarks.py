@@ -89,10 +89,9 @@ def test_nested_hvp_and_jvp_forms_agree(x64):
     import jax
     import jax.numpy as jnp
 
-    from benchmarks.common import init_mlp, mlp
+    from stde.pinn.harness import init_mlp, mlp
 
-    params = init_mlp(jax.random.PRNGKey(0), 3, (5,))
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    params = init_mlp(jax.random.PRNGKey(0), [3, 5, 1])
     x = jnp.array([0.3, -0.2, 0.5])
     v = jnp.array([1.0, -2.0, 0.5])
     for order in (1, 2, 3, 4):

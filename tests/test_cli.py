@@ -8,14 +8,12 @@ import sys
 
 import jax
 import pytest
+import train_pinn as tp  # examples/ is on the path (pyproject.toml: pythonpath)
+
+import stde.pinn.equations as pe
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 EXAMPLES = os.path.join(ROOT, "examples")
-sys.path.insert(0, EXAMPLES)
-
-import train_pinn as tp  # noqa: E402
-
-import stde.pinn.equations as pe  # noqa: E402
 
 BAD_FLAGS = [
     (["--dim", "0"], "--dim"),

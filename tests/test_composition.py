@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import stde
-from tests.networks import mlp_params, tanh_mlp
+from stde.pinn.harness import init_mlp, mlp
 
 
 def laplacian(f, x):
@@ -23,30 +23,30 @@ def laplacian(f, x):
 @pytest.fixture
 def data(x64):
     """Parameters, one point and a batch of points, in float64."""
-    return types.SimpleNamespace(params=mlp_params(jax.random.PRNGKey(0), (3, 8, 8, 1)),
+    return types.SimpleNamespace(params=init_mlp(jax.random.PRNGKey(0), (3, 8, 8, 1), bias=0.1),
                                  x=jnp.array([0.2, -0.4, 0.6]),
                                  points=jax.random.normal(jax.random.PRNGKey(1), (5, 3)))
 
 
 def exact_laplacian(params, x):
-    return jnp.trace(jax.hessian(lambda y: tanh_mlp(params, y))(x))
+    return jnp.trace(jax.hessian(lambda y: mlp(params, y))(x))
 
 
 def test_jit_matches_eager(data):
-    eager = laplacian(lambda x: tanh_mlp(data.params, x), data.x)
-    jitted = jax.jit(lambda x: laplacian(lambda y: tanh_mlp(data.params, y), x))(data.x)
+    eager = laplacian(lambda x: mlp(data.params, x), data.x)
+    jitted = jax.jit(lambda x: laplacian(lambda y: mlp(data.params, y), x))(data.x)
     np.testing.assert_allclose(jitted, eager, rtol=1e-12)
     np.testing.assert_allclose(eager, exact_laplacian(data.params, data.x), rtol=1e-10)
 
 
 def test_vmap_over_points(data):
-    got = jax.vmap(lambda x: laplacian(lambda y: tanh_mlp(data.params, y), x))(data.points)
+    got = jax.vmap(lambda x: laplacian(lambda y: mlp(data.params, y), x))(data.points)
     want = jax.vmap(lambda x: exact_laplacian(data.params, x))(data.points)
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
 def test_vmap_over_directions(data):
-    f = lambda y: tanh_mlp(data.params, y)
+    f = lambda y: mlp(data.params, y)
     directions = jax.random.normal(jax.random.PRNGKey(2), (4, 2, 3))  # 4 sets of R=2
 
     def quadratic_forms(v):
@@ -59,7 +59,7 @@ def test_vmap_over_directions(data):
 
 def test_grad_through_collapsed_jet_wrt_parameters(data):
     def loss(params):
-        laps = jax.vmap(lambda x: laplacian(lambda y: tanh_mlp(params, y), x))(data.points)
+        laps = jax.vmap(lambda x: laplacian(lambda y: mlp(params, y), x))(data.points)
         return jnp.mean((laps - 1.0) ** 2)
 
     def loss_nested(params):
@@ -72,7 +72,7 @@ def test_grad_through_collapsed_jet_wrt_parameters(data):
 
 
 def test_nested_collapsed_jet_is_biharmonic(data):
-    f = lambda y: tanh_mlp(data.params, y)
+    f = lambda y: mlp(data.params, y)
     biharmonic = laplacian(lambda x: laplacian(f, x), data.x)
     fourth = jax.jacfwd(jax.jacfwd(jax.hessian(f)))(data.x)
     np.testing.assert_allclose(biharmonic, jnp.einsum("iijj->", fourth), rtol=1e-9)

@@ -13,7 +13,6 @@ TUTORIALS = ["tutorial_1_taylor_mode.py", "tutorial_2_collapsing_laplacian.py",
 
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_tutorial_runs_tiny(name, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(EXAMPLES)
     monkeypatch.setattr(sys, "argv", [name, "--tiny"])
     runpy.run_path(os.path.join(EXAMPLES, name), run_name="__main__")
     out = capsys.readouterr().out
@@ -21,7 +20,6 @@ def test_tutorial_runs_tiny(name, monkeypatch, capsys):
 
 
 def test_train_pinn_help_lists_the_flags(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(EXAMPLES)
     monkeypatch.setattr(sys, "argv", ["train_pinn.py", "--help"])
     with pytest.raises(SystemExit):
         runpy.run_path(os.path.join(EXAMPLES, "train_pinn.py"), run_name="__main__")

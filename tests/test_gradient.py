@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import stde
-from tests.networks import mlp_params
+from stde.pinn.harness import init_mlp
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -55,7 +55,7 @@ def test_vmap_over_walkers_and_grad_of_mean_local_energy():
 
 
 def test_array_output_jacobian_shape_and_matrix_argument():
-    params = mlp_params(jax.random.key(3), [4, 5, 2])
+    params = init_mlp(jax.random.key(3), [4, 5, 2], bias=0.1)
     x = jax.random.normal(jax.random.key(4), (2, 2))
 
     def f(x):

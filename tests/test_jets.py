@@ -10,7 +10,7 @@ from jax import lax
 from jax.experimental import jet as jax_jet
 
 import stde
-from tests.networks import mlp_params, tanh_mlp
+from stde.pinn.harness import init_mlp, mlp
 from tests.oracle import check_collapsed, taylor
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("order,count", [(1, 1), (2, 1), (2, 8), (3, 2), (4, 5), (5, 3), (6, 1),
                                          (6, 4)])
 def test_tanh_mlp_matches_nested_jacfwd(order, count):
-    params = mlp_params(jax.random.PRNGKey(0), [3, 6, 5, 1])
+    params = init_mlp(jax.random.PRNGKey(0), [3, 6, 5, 1], bias=0.1)
     x = jnp.array([0.3, -0.2, 0.5])
-    check_collapsed(lambda x: tanh_mlp(params, x), [x], order, count, jax.random.PRNGKey(order))
+    check_collapsed(lambda x: mlp(params, x), [x], order, count, jax.random.PRNGKey(order))
 
 
 def test_matmul_chain_of_two_jets():

@@ -5,20 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import stde
 import stde.pinn.equations as pe
+from stde.pinn.harness import make_estimate
 
 NAMES = sorted(pe.EQUATIONS)
 
 
 def exact_estimate(equation):
-    """(f, L f) with the library's exact operator."""
-    op = equation.operator()
-
-    def estimate(f, *args, key):
-        return stde.operator(f, op, with_value=True)(*args)
-
-    return estimate
+    """(f, L f) with the library's exact operator (stde.operator)."""
+    return make_estimate(equation, "exact", 1)
 
 
 @pytest.mark.parametrize("body", [2, 3])
@@ -38,7 +33,7 @@ def test_exact_solution_has_zero_residual(x64, name):
     """The forcing term equals the exact operator applied to u* (float64, random points)."""
     equation = pe.make_equation(name, 1 if name == "kdv" else 5, seed=1)
     points = equation.sample(jax.random.PRNGKey(7), 4).astype(jnp.float64)
-    estimate = exact_estimate(equation) if equation.operator else None
+    estimate = exact_estimate(equation)
     residual = jax.vmap(lambda z: equation.residual(equation.exact, z, None, estimate))(points)
     scale = float(jnp.max(jnp.abs(jax.vmap(equation.exact)(points)))) + 1.0
     assert residual.shape[0] == 4
@@ -84,6 +79,14 @@ def test_ansatz_meets_boundary_and_initial_conditions(name):
                  else x)
     np.testing.assert_allclose(jax.vmap(lambda z: equation.ansatz(net, z))(edges),
                                jax.vmap(equation.exact)(edges), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_equation_sets_its_default_dimension(name):
+    equation = pe.make_equation(name)  # built in its default dimension
+    assert equation.dim == equation.default_dim == pe.default_dim(name)
+    other = pe.make_equation(name, 1 if name == "kdv" else 5)
+    assert other.default_dim == equation.default_dim
 
 
 def test_unknown_equation_is_a_clear_error():

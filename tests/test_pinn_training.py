@@ -1,4 +1,4 @@
-"""Short PINN training runs, the estimators and data-parallel sharding of examples/."""
+"""Short PINN training runs, the harness's estimators and data-parallel sharding of examples/."""
 
 import json
 import os
@@ -10,20 +10,19 @@ import jax
 import numpy as np
 import optax
 import pytest
+import train_pinn as tp  # examples/ is on the path (pyproject.toml: pythonpath)
+
+import stde.pinn.equations as pe
+from stde.pinn import harness
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
-sys.path.insert(0, EXAMPLES)
-
-import train_pinn as tp  # noqa: E402
-
-import stde.pinn.equations as pe  # noqa: E402
 
 
 def fixed_batch_losses(name, method, steps=25, d=3):
     """Loss on one fixed batch before and after ``steps`` Adam steps on that batch."""
     equation = pe.make_equation(name, 1 if name == "kdv" else d)
-    loss = tp.make_loss(equation, tp.make_estimate(equation, method, 2))
-    params = tp.init_mlp(jax.random.PRNGKey(0), [equation.input_dim, 8, 8, 1])
+    loss = harness.make_loss(equation, harness.make_estimate(equation, method, 2))
+    params = harness.init_mlp(jax.random.PRNGKey(0), [equation.input_dim, 8, 8, 1])
     points = equation.sample(jax.random.PRNGKey(1), 16)
     keys = jax.random.split(jax.random.PRNGKey(2), 16)
     optimizer = optax.adam(1e-2)
@@ -57,14 +56,26 @@ def test_other_methods_train(method):
 def test_estimators_agree_when_sampling_everything():
     """Sparse STDE and SDGD with n_samples = d are exact; all match stde.operator."""
     equation = pe.make_equation("fokker_planck", 3)
-    params = tp.init_mlp(jax.random.PRNGKey(0), [3, 8, 1])
-    u = lambda x: equation.ansatz(lambda q: tp.mlp(params, q), x)  # noqa: E731
+    params = harness.init_mlp(jax.random.PRNGKey(0), [3, 8, 1])
+    u = lambda x: equation.ansatz(lambda q: harness.mlp(params, q), x)  # noqa: E731
     x = equation.sample(jax.random.PRNGKey(1), 1)[0]
     key = jax.random.PRNGKey(2)
-    values = {m: tp.make_estimate(equation, m, 3)(u, x, key=key)[1]
+    values = {m: harness.make_estimate(equation, m, 3)(u, x, key=key)[1]
               for m in ("exact", "sparse", "sdgd")}
     np.testing.assert_allclose(values["sparse"], values["exact"], rtol=1e-5)
     np.testing.assert_allclose(values["sdgd"], values["exact"], rtol=1e-5)
+
+
+def test_shared_key_loss_is_the_per_point_loss_with_one_key_repeated():
+    """key_per_point=False (the benchmark's step): every point uses the same draw."""
+    equation = pe.make_equation("allen_cahn", 4)
+    estimate = harness.make_estimate(equation, "sdgd", 2)
+    params = harness.init_mlp(jax.random.PRNGKey(0), [4, 8, 1])
+    points = equation.sample(jax.random.PRNGKey(1), 8)
+    key = jax.random.PRNGKey(2)
+    shared = harness.make_loss(equation, estimate, key_per_point=False)(params, points, key)
+    repeated = harness.make_loss(equation, estimate)(params, points, np.stack([key] * 8))
+    np.testing.assert_allclose(shared, repeated, rtol=1e-6)
 
 
 def test_train_writes_summary_and_plot(tmp_path):
@@ -80,15 +91,16 @@ def test_train_writes_summary_and_plot(tmp_path):
 
 def test_sharded_loss_equals_single_device_loss():
     """Two forced CPU devices: the sharded loss on the same batch equals the unsharded."""
-    code = textwrap.dedent(f"""
-        import os, sys
+    code = textwrap.dedent("""
+        import os
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-        sys.path.insert(0, {EXAMPLES!r})
         import jax, train_pinn as tp
+        from stde.pinn import harness
+        from stde.pinn.equations import make_equation
         assert len(jax.devices()) == 2
-        eq = tp.make_equation("allen_cahn", 4)
-        loss = tp.make_loss(eq, tp.make_estimate(eq, "sparse", 2))
-        params = tp.init_mlp(jax.random.PRNGKey(0), [4, 8, 1])
+        eq = make_equation("allen_cahn", 4)
+        loss = harness.make_loss(eq, harness.make_estimate(eq, "sparse", 2))
+        params = harness.init_mlp(jax.random.PRNGKey(0), [4, 8, 1])
         out = []
         for n in (1, 2):
             sharding = tp.batch_sharding(n)
@@ -104,6 +116,7 @@ def test_sharded_loss_equals_single_device_loss():
     """)
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
+    env["PYTHONPATH"] = os.pathsep.join([EXAMPLES, env.get("PYTHONPATH", "")])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

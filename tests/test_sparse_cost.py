@@ -6,8 +6,8 @@ import numpy as np
 
 import stde
 import stde.operators as ops
-from benchmarks.common import init_mlp, mlp
 from benchmarks.suites.scale import _dense_one_hot, _mean_square, _sparse
+from stde.pinn.harness import init_mlp, mlp
 
 DIM = 20_000
 
@@ -21,7 +21,7 @@ def _flops(fn, *args):
 def test_sparse_step_flops_stay_near_the_primal_step():
     """A training step of the sparse-STDE Laplacian costs about a primal step, independent
     of D; the same samples as dense one-hot tangents cost S times the first layer more."""
-    params = init_mlp(jax.random.PRNGKey(0), DIM, (32, 32))
+    params = init_mlp(jax.random.PRNGKey(0), [DIM, 32, 32, 1])
     points = jax.random.normal(jax.random.PRNGKey(1), (4, DIM)) / DIM ** 0.5
     keys = jax.random.split(jax.random.PRNGKey(2), 4)
     primal = _flops(_mean_square(lambda p, x, _: mlp(p, x)), params, points, keys)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import stde
+from stde.pinn.harness import init_mlp, mlp
 from tests.conftest import strict_modes
-from tests.networks import mlp_params, tanh_mlp
 from tests.oracle import check_collapsed
 from tests.rules import test_elementwise, test_reductions, test_structural
 
@@ -64,9 +64,9 @@ def test_rules_trace_under_strict_modes(name, f, make_primals, order, count):
 
 @pytest.mark.parametrize("order, count", [(3, 2)])
 def test_mlp_matches_nested_jacfwd_under_strict_modes(strict, order, count):
-    params = mlp_params(jax.random.PRNGKey(0), [3, 6, 5, 1])
+    params = init_mlp(jax.random.PRNGKey(0), [3, 6, 5, 1], bias=0.1)
     x = jnp.array([0.3, -0.2, 0.5])
-    check_collapsed(lambda x: tanh_mlp(params, x), [x], order, count, jax.random.PRNGKey(order))
+    check_collapsed(lambda x: mlp(params, x), [x], order, count, jax.random.PRNGKey(order))
 
 
 def test_scalar_literals_under_strict_modes(strict):

@@ -10,16 +10,16 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import methods
-from benchmarks.common import init_mlp, mlp
 from benchmarks.suites.base import Case, Size, run_sweep
 from benchmarks.suites.laplacian import batched, dense_stochastic_case
+from stde.pinn.harness import init_mlp, mlp
 
 MIXED_TERMS = {(0, 0, 1, 1): 1.0, (0, 0, 0, 2): 2.0}
 """The mixed operator ``∂0²∂1² + 2 ∂0³∂2``."""
 
 
 def _setup(size: Size, dim: int, batch: int) -> tuple[Any, jax.Array]:
-    params = init_mlp(jax.random.PRNGKey(0), dim, size.hidden)
+    params = init_mlp(jax.random.PRNGKey(0), [dim, *size.hidden, 1])
     return params, jax.random.normal(jax.random.PRNGKey(1), (batch, dim))
 
 

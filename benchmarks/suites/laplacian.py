@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import methods
-from benchmarks.common import init_mlp, mlp
 from benchmarks.suites.base import Case, Size, run_sweep
+from stde.pinn.harness import init_mlp, mlp
 
 
 def batched(g: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,7 +22,8 @@ def batched(g: Callable[..., Any]) -> Callable[..., Any]:
 
 def _setup(size: Size, dim: int, batch: int) -> tuple[Any, jax.Array]:
     key = jax.random.PRNGKey(0)
-    return init_mlp(key, dim, size.hidden), jax.random.normal(jax.random.PRNGKey(1), (batch, dim))
+    params = init_mlp(key, [dim, *size.hidden, 1])
+    return params, jax.random.normal(jax.random.PRNGKey(1), (batch, dim))
 
 
 def dense_stochastic_case(params: Any, points: jax.Array, samples: int,

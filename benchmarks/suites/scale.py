@@ -25,9 +25,9 @@ import jax.numpy as jnp
 
 import stde
 import stde.operators as ops
-from benchmarks.common import init_mlp, mlp
 from benchmarks.suites.base import Case, Size, run_sweep
 from stde import sampling
+from stde.pinn.harness import init_mlp, mlp
 
 
 def _mean_square(per_point: Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -67,7 +67,7 @@ def scale_step(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
     samples, batch = size.pinn_samples, size.pinn_batch
 
     def build(dim: int) -> Case:
-        params = init_mlp(jax.random.PRNGKey(0), dim, size.pinn_hidden)
+        params = init_mlp(jax.random.PRNGKey(0), [dim, *size.pinn_hidden, 1])
         points = jax.random.normal(jax.random.PRNGKey(1), (batch, dim)) / dim ** 0.5
         keys = jax.random.split(jax.random.PRNGKey(4), batch)
         args = (params, points, keys)

@@ -2,4 +2,7 @@
 
 * :mod:`stde.pinn.equations`: PDEs with exact solutions (or reference values) and
   forcing terms derived in closed form, each checked against :func:`stde.operator`.
+* :mod:`stde.pinn.harness`: the tanh MLP, the operator estimators (STDE, exact, the
+  SDGD baseline) and the PINN loss that the trainer, the tutorial, the benchmarks and
+  the tests share.
 """

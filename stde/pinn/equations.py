@@ -31,8 +31,9 @@ The *two-body* solution (the STDE paper's) is
 Each :class:`Equation` exposes ``residual(u, z, key, estimate)``: the PDE residual(s) of
 the scalar function ``u`` at one point ``z``. ``estimate(f, *args, key)`` returns
 ``(f(*args), L f(*args))`` for the equation's second-order operator ``L`` acting on the
-first argument; the trainer builds it from :func:`stde.stochastic_operator` (or the exact
-:func:`stde.operator`, or an SDGD baseline), so the same residual serves every method.
+first argument; :func:`stde.pinn.harness.make_estimate` builds it from
+:func:`stde.stochastic_operator` (or the exact :func:`stde.operator`, or the SDGD
+baseline), so the same residual serves every method.
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ class Equation:
     Attributes:
       name: registry key.
       dim: spatial dimension ``d``.
+      default_dim: the ``d`` its constructor uses when none is given (what
+        ``train_pinn.py`` trains without ``--dim``).
       input_dim: the network's input size (``d``, or ``d + 1`` with time last).
       exact: ``u*(z)`` for one point ``z`` of shape ``(input_dim,)``.
       trivial: the untrained baseline predictor (``(1 - |x|²) u*(0)``, or the initial
@@ -181,6 +184,7 @@ class Equation:
 
     name: str
     dim: int
+    default_dim: int
     input_dim: int
     exact: ScalarFn
     trivial: ScalarFn
@@ -202,6 +206,10 @@ def _laplacian_operator() -> Any:
     return ops.laplacian()
 
 
+DEFAULT_DIM = 100
+"""The spatial dimension of the unit-ball equations when none is given."""
+
+
 def _elliptic(name: str, d: int, body: int, nonlinearity: Callable[[Array], Array],
               laplacian_sign: float, description: str, seed: int) -> Equation:
     """``laplacian_sign · Δu + nonlinearity(u) = f`` on the unit ball."""
@@ -217,32 +225,32 @@ def _elliptic(name: str, d: int, body: int, nonlinearity: Callable[[Array], Arra
         return (laplacian_sign * lap + nonlinearity(value) - forcing(x))[None]
 
     return Equation(
-        name=name, dim=d, input_dim=d, exact=solution.value,
+        name=name, dim=d, default_dim=DEFAULT_DIM, input_dim=d, exact=solution.value,
         trivial=lambda x: (1.0 - jnp.sum(x ** 2, -1)) * u0,
         ansatz=_ball_ansatz, sample=lambda key, n: sample_ball(key, n, d),
         residual=residual, operator=_laplacian_operator, sdgd_directions=None,
         description=description)
 
 
-def poisson(d: int, seed: int = 0) -> Equation:
+def poisson(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """``-Δu = f`` on the unit ball, two-body solution."""
     return _elliptic("poisson", d, 2, lambda u: 0.0 * u, -1.0,
                      "-Δu = f, two-body solution on the unit ball", seed)
 
 
-def allen_cahn(d: int, seed: int = 0) -> Equation:
+def allen_cahn(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """``Δu + u - u³ = f`` on the unit ball, two-body solution."""
     return _elliptic("allen_cahn", d, 2, lambda u: u - u ** 3, 1.0,
                      "Δu + u - u³ = f, two-body solution on the unit ball", seed)
 
 
-def sine_gordon(d: int, seed: int = 0) -> Equation:
+def sine_gordon(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """``Δu + sin u = f`` on the unit ball, two-body solution."""
     return _elliptic("sine_gordon", d, 2, jnp.sin, 1.0,
                      "Δu + sin u = f, two-body solution on the unit ball", seed)
 
 
-def sine_gordon_3body(d: int, seed: int = 0) -> Equation:
+def sine_gordon_3body(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """``Δu + sin u = f`` on the unit ball, three-body solution."""
     return _elliptic("sine_gordon_3body", d, 3, jnp.sin, 1.0,
                      "Δu + sin u = f, three-body solution on the unit ball", seed)
@@ -253,7 +261,7 @@ def fokker_planck_scales(d: int) -> np.ndarray:
     return np.linspace(0.5, 1.5, d) if d > 1 else np.ones(1)
 
 
-def fokker_planck(d: int, seed: int = 0) -> Equation:
+def fokker_planck(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """``½ tr(σσᵀ ∇²u) - x·∇u - u = f`` with diagonal ``σ``, two-body solution.
 
     The weighted Laplacian ``tr(σσᵀ∇²u)`` is the operator estimated by STDE
@@ -280,14 +288,16 @@ def fokker_planck(d: int, seed: int = 0) -> Equation:
         return ops.weighted_laplacian(np.diag(scales).astype(np.float32))
 
     return Equation(
-        name="fokker_planck", dim=d, input_dim=d, exact=solution.value,
+        name="fokker_planck", dim=d, default_dim=DEFAULT_DIM, input_dim=d,
+        exact=solution.value,
         trivial=lambda x: (1.0 - jnp.sum(x ** 2, -1)) * u0,
         ansatz=_ball_ansatz, sample=lambda key, n: sample_ball(key, n, d),
         residual=residual, operator=operator, sdgd_directions=np.diag(scales),
         description="½tr(σσᵀ∇²u) - x·∇u - u = f (OU generator), two-body solution")
 
 
-def heat(d: int, seed: int = 0, solution: PairSolution | None = None) -> Equation:
+def heat(d: int = DEFAULT_DIM, seed: int = 0, solution: PairSolution | None = None
+         ) -> Equation:
     """``u_t = Δu + (1 - u²)/(1 + u²) + f`` on ``B × [0, 1]``, ``u* = e^{-t} u*_2body(x)``.
 
     Points are ``z = (x, t)``; the ansatz ``u*(x, 0) + t (1 - |x|²) net(z)`` satisfies the
@@ -325,13 +335,13 @@ def heat(d: int, seed: int = 0, solution: PairSolution | None = None) -> Equatio
         return (u_t - lap - source(value) - forcing(z))[None]
 
     return Equation(
-        name="heat", dim=d, input_dim=d + 1, exact=exact,
+        name="heat", dim=d, default_dim=DEFAULT_DIM, input_dim=d + 1, exact=exact,
         trivial=lambda z: solution.value(z[..., :-1]), ansatz=ansatz, sample=sample,
         residual=residual, operator=_laplacian_operator, sdgd_directions=None,
         description="u_t = Δu + (1-u²)/(1+u²) + f on ball×[0,1], u* = e^{-t}·two-body")
 
 
-def heat_averaged(d: int, seed: int = 0) -> Equation:
+def heat_averaged(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     """:func:`heat` with the two-body sum averaged: ``c_i = (1 + N(0, 1)) / (d - 1)``.
 
     With ``c_i ~ N(0, 1)`` the solution's size grows like ``√d`` and its sign is the
@@ -446,7 +456,7 @@ def kdv(d: int = 1, seed: int = 0) -> Equation:
         return weights.astype(z.dtype) * kdv_residuals(kdv_derivatives(u, z))
 
     return Equation(
-        name="kdv", dim=1, input_dim=2, exact=kdv_soliton, trivial=interpolant,
+        name="kdv", dim=1, default_dim=1, input_dim=2, exact=kdv_soliton, trivial=interpolant,
         ansatz=ansatz, sample=sample, residual=residual, operator=None,
         sdgd_directions=None,
         description="u_t + u u_x + 0.0025 u_xxx = 0, soliton, gradient-enhanced (7-jets)")
@@ -464,35 +474,26 @@ EQUATIONS: dict[str, Callable[..., Equation]] = {
 }
 
 
-# The spatial dimension ``train_pinn.py`` uses when ``--dim`` is not given.
-DEFAULT_DIMS: dict[str, int] = {
-    "poisson": 100,
-    "allen_cahn": 100,
-    "sine_gordon": 100,
-    "sine_gordon_3body": 100,
-    "fokker_planck": 100,
-    "heat": 100,
-    "kdv": 1,
-}
-
-
 def default_dim(name: str) -> int:
-    """The default spatial dimension of the equation ``name`` (100; 1 for ``kdv``).
+    """The spatial dimension of the equation ``name`` when none is given.
 
     Example:
-      >>> default_dim("kdv"), default_dim("heat")
+      >>> default_dim("kdv"), default_dim("heat_averaged")
       (1, 100)
     """
-    return DEFAULT_DIMS.get(name, 100)
+    return make_equation(name).default_dim
 
 
-def make_equation(name: str, d: int, seed: int = 0) -> Equation:
+def make_equation(name: str, d: int | None = None, seed: int = 0) -> Equation:
     """The equation ``name`` in ``d`` spatial dimensions (``seed`` fixes the ``c_i``).
 
+    ``d=None`` builds it in its default dimension (``Equation.default_dim``).
+
     Example:
-      >>> make_equation("allen_cahn", 5).input_dim
-      5
+      >>> make_equation("allen_cahn", 5).input_dim, make_equation("kdv").dim
+      (5, 1)
     """
     if name not in EQUATIONS:
         raise ValueError(f"unknown equation {name!r}; choose from {sorted(EQUATIONS)}")
-    return EQUATIONS[name](d, seed)
+    make = EQUATIONS[name]
+    return make(seed=seed) if d is None else make(d, seed)
