@@ -199,6 +199,9 @@ def training_markdown(name: str, suite: dict[str, Any]) -> list[str]:
                          f"{_fmt(c['memory_ratio_above_idle'])}× | "
                          f"{_fmt(c.get('device_memory_ratio'))} |")
     lines += [""] + [f"* {note}" for note in suite.get("notes", [])] + [""]
+    if suite.get("skipped"):
+        lines += ["Skipped (in the plan, not trainable in this checkout): "
+                  + "; ".join(suite["skipped"]) + ".", ""]
     return lines
 
 

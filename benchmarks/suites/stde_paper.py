@@ -259,9 +259,14 @@ def in_fresh_process(run: Run | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def runnable(plan: Sequence[Run], log: Callable[[str], None] = print) -> list[Run]:
-    """The runs of ``plan`` whose equation is registered and accepts the dimension."""
-    kept, noted = [], set()
+def runnable(plan: Sequence[Run], log: Callable[[str], None] = print
+             ) -> tuple[list[Run], list[str]]:
+    """The runs of ``plan`` whose equation is registered and accepts the dimension.
+
+    Returns:
+      The runs to train, and one note per skipped ``(equation, d)`` saying why.
+    """
+    kept, noted, notes = [], set(), []
     for run in plan:
         reason = None
         if run.equation not in EQUATIONS:
@@ -275,8 +280,9 @@ def runnable(plan: Sequence[Run], log: Callable[[str], None] = print) -> list[Ru
             kept.append(run)
         elif (run.equation, run.dim) not in noted:
             noted.add((run.equation, run.dim))
-            log(f"  skipping {run.equation} d={run.dim}: {reason}")
-    return kept
+            notes.append(f"{run.equation} d={run.dim}: {reason}")
+            log(f"  skipping {notes[-1]}")
+    return kept, notes
 
 
 def compare_methods(rows: Sequence[dict[str, Any]], idle_mib: float) -> list[dict[str, Any]]:
@@ -307,7 +313,7 @@ def compare_methods(rows: Sequence[dict[str, Any]], idle_mib: float) -> list[dic
 def stde_paper(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Trains every runnable run of ``PLANS[size.name]``; one row per run."""
     plan = PLANS.get(size.name, PLANS["tiny"])
-    runs = runnable(plan, log)
+    runs, skipped = runnable(plan, log)
     idle = in_fresh_process(None)["peak_rss_mib"]
     log(f"  idle JAX process: {idle:.0f} MiB peak RSS")
     baselines: dict[tuple[str, int], float] = {}
@@ -336,7 +342,7 @@ def stde_paper(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
                         f"{PAPER_NETWORK['batch']} residual points per step, |J| sampled "
                         "coordinates per point; each run in a fresh process."),
         "variable": "dim", "per": "dimension", "reference": "sdgd", "rows": rows,
-        "idle_rss_mib": idle, "comparisons": compare_methods(rows, idle),
+        "idle_rss_mib": idle, "comparisons": compare_methods(rows, idle), "skipped": skipped,
         "notes": [
             "steps: as in the table; the paper trains 10⁴+ steps (here only the `gpu` plan "
             "comes near), so errors are after far fewer steps than the paper's.",
