@@ -126,9 +126,9 @@ PLANS: dict[str, tuple[Run, ...]] = {
     ]),
     "gpu": _plan([
         (("allen_cahn",), (100_000,), "sparse", (16,), 10_000),
-        (("allen_cahn",), (1_000_000,), "sparse", (16,), 3000),
-        (("allen_cahn",), (100_000,), "sdgd", (16,), 100),
-        (RIDGE, (1_000_000,), "sparse", (16,), 3000),
+        (("allen_cahn",), (1_000_000,), "sparse", (16,), 2000),
+        (("allen_cahn",), (100_000,), "sdgd", (16,), 30),
+        (RIDGE, (1_000_000,), "sparse", (16,), 1000),
     ]),
 }
 """Runs per size. A dimension the equation rejects (e.g. ``kdv`` outside ``d = 1``) is
