@@ -5,7 +5,7 @@ from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stoch
 from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
 from benchmarks.suites.pinn import pinn_step
 from benchmarks.suites.scale import scale_step
-from benchmarks.suites.stde_paper import stde_paper
+from benchmarks.suites.stde_paper import paper_training
 from benchmarks.suites.vmc import vmc_gradient, vmc_kinetic
 
 SUITES = {
@@ -19,7 +19,7 @@ SUITES = {
     "vmc": vmc_kinetic,
     "vmc_gradient": vmc_gradient,
     "scale": scale_step,
-    "stde_paper": stde_paper,
+    "stde_paper": paper_training,
 }
 
 TRAINING_SUITES = ("stde_paper",)
