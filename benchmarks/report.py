@@ -188,6 +188,16 @@ def training_markdown(name: str, suite: dict[str, Any]) -> list[str]:
             f" | {_fmt(paper.get('iterations_per_second'))}{hardware} | "
             f"{_fmt(paper.get('memory_mb'), 1, 4)} | "
             f"{_fmt(paper.get('relative_l2_error'), 1, 2)} |")
+    if suite.get("paper_figures"):
+        lines += ["", "The paper's own figures (its hardware, its 10⁴+ steps; memory is GPU "
+                  "memory), whether or not this run reached their d:", "",
+                  "| equation | d | method | \\|J\\| | it/s | MB | rel. L2 | hardware | source |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for f in suite["paper_figures"]:
+            lines.append(f"| {f['equation']} | {f['dim']} | {f['method']} | {f['n_samples']} | "
+                         f"{_fmt(f['iterations_per_second'])} | {_fmt(f['memory_mb'], 1, 4)} | "
+                         f"{_fmt(f['relative_l2_error'], 1, 2)} | {f['hardware']} | "
+                         f"{f['source']} |")
     if suite.get("comparisons"):
         lines += ["", "SDGD (HVP) against sparse STDE, same equation, d and |J|:", "",
                   "| equation | d | \\|J\\| | speed-up (STDE it/s ÷ SDGD it/s) | memory ratio "
@@ -254,12 +264,12 @@ def _plot_training(ax: Any, name: str, suite: dict[str, Any]) -> None:
                      for r in rows if (r["equation"], r["method"], r["n_samples"]) == label)
         dims, errors, trivial, radial = zip(*pts)
         line, = ax.plot(dims, errors, marker="o", label=f"{label[0]} {label[1]} |J|={label[2]}")
-        ax.plot(dims, radial, linestyle="--", color=line.get_color(), alpha=0.6)
-        ax.plot(dims, trivial, linestyle=":", color=line.get_color(), alpha=0.6)
+        ax.plot(dims, radial, linestyle="--", marker="_", color=line.get_color(), alpha=0.6)
+        ax.plot(dims, trivial, linestyle=":", marker="x", color=line.get_color(), alpha=0.6)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("d")
-    ax.set_ylabel("relative L2 error (-- best |x|²,t; ·· trivial)")
+    ax.set_ylabel("relative L2 error (–/-- best |x|²,t; x/·· trivial)")
     ax.set_title(name, fontsize=10)
     ax.legend(fontsize=6)
 

@@ -369,6 +369,9 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
                         "coordinates per point; each run in a fresh process."),
         "variable": "dim", "per": "dimension", "reference": "sdgd", "rows": rows,
         "idle_rss_mib": idle, "comparisons": compare_methods(rows, idle), "skipped": skipped,
+        "paper_figures": [{"equation": e, "dim": d, "method": m, "n_samples": n,
+                           **dataclasses.asdict(f)}
+                          for (e, d, m, n), f in PAPER_FIGURES.items()],
         "notes": [
             "steps: as in the table; the paper trains 10⁴+ steps (here only the `gpu` plan "
             "comes near), so errors are after far fewer steps than the paper's.",
