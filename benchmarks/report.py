@@ -118,13 +118,14 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# stde benchmarks ({result['size']})", "",
              f"Command: `{result['command']}`", "",
              f"Machine: {machine_label(info)}; {info['platform']}; load average at start "
-             f"{_fmt_load(info.get('load_average'))}. {result.get('machine_note', '')}", "",
-             "Time: median wall time of one jitted call after compilation and warm-up, the "
-             "methods of a sweep point timed in interleaved rounds (one call each per round, "
-             "order rotating) so that load changes hit all alike; "
-             "flops and temp bytes: XLA's `cost_analysis()` / `memory_analysis()` of the "
-             "compiled executable (deterministic). Ratios are to the suite's reference "
-             "(nested AD; SDGD for the PINN step).", ""]
+             f"{_fmt_load(info.get('load_average'))}. {result.get('machine_note', '')}", ""]
+    if any(suite.get("kind") != "training" for suite in result["suites"].values()):
+        lines += ["Time: median wall time of one jitted call after compilation and warm-up, "
+                  "the methods of a sweep point timed in interleaved rounds (one call each per "
+                  "round, order rotating) so that load changes hit all alike; "
+                  "flops and temp bytes: XLA's `cost_analysis()` / `memory_analysis()` of the "
+                  "compiled executable (deterministic). Ratios are to the suite's reference "
+                  "(nested AD; SDGD for the PINN step).", ""]
     if result.get("workarounds"):
         flags = " ".join(f"`{f}`" for f in result["workarounds"])
         lines += [f"XLA_FLAGS set by the harness for every method (a jaxlib 0.10 CPU runtime "
@@ -140,6 +141,9 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{'yes' if t['met'] else '**no**'} |")
         lines.append("")
     for name, suite in result["suites"].items():
+        if suite.get("kind") == "training":
+            lines += training_markdown(name, suite)
+            continue
         variable, reference = suite["variable"], suite.get("reference", "nested")
         lines += [f"## {name}", "", suite["description"], ""]
         lines += [f"| {variable} | method | time ms | × {reference} | GFLOP | × {reference} | "
@@ -162,6 +166,55 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def training_markdown(name: str, suite: dict[str, Any]) -> list[str]:
+    """A training suite's section: one row per run with the paper's figures beside it."""
+    lines = [f"## {name}", "", suite["description"], "",
+             f"Idle JAX process (imports, one jit): {_fmt(suite.get('idle_rss_mib'))} MiB peak "
+             "RSS.", "",
+             "| equation | d | method | \\|J\\| | steps | it/s | peak RSS MiB | device peak MiB "
+             "| rel. L2 | trivial | best \\|x\\|²,t | paper it/s | paper MB | paper L2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in suite["rows"]:
+        head = f"| {r['equation']} | {r['dim']} | {r['method']} | {r['n_samples']} | {r['steps']} |"
+        if "error" in r:
+            lines.append(f"{head} error: {r['error'][:80]} | | | | | | | | |")
+            continue
+        paper = r.get("paper") or {}
+        hardware = f" ({paper['hardware']})" if paper else ""
+        lines.append(
+            f"{head} {_fmt(r.get('iterations_per_second'))} | {_fmt(r['peak_rss_mib'], 1, 4)} | "
+            f"{_fmt(r.get('device_peak_mib'), 1, 4)} | {_fmt(r['relative_l2_error'], 1, 2)} | "
+            f"{_fmt(r['trivial_predictor_error'], 1, 2)} | {_fmt(r.get('radial_time_error'), 1, 2)}"
+            f" | {_fmt(paper.get('iterations_per_second'))}{hardware} | "
+            f"{_fmt(paper.get('memory_mb'), 1, 4)} | "
+            f"{_fmt(paper.get('relative_l2_error'), 1, 2)} |")
+    if suite.get("paper_figures"):
+        lines += ["", "The paper's own figures (its hardware, its 10⁴+ steps; memory is GPU "
+                  "memory), whether or not this run reached their d:", "",
+                  "| equation | d | method | \\|J\\| | it/s | MB | rel. L2 | hardware | source |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for f in suite["paper_figures"]:
+            lines.append(f"| {f['equation']} | {f['dim']} | {f['method']} | {f['n_samples']} | "
+                         f"{_fmt(f['iterations_per_second'])} | {_fmt(f['memory_mb'], 1, 4)} | "
+                         f"{_fmt(f['relative_l2_error'], 1, 2)} | {f['hardware']} | "
+                         f"{f['source']} |")
+    if suite.get("comparisons"):
+        lines += ["", "SDGD (HVP) against sparse STDE, same equation, d and |J|:", "",
+                  "| equation | d | \\|J\\| | speed-up (STDE it/s ÷ SDGD it/s) | memory ratio "
+                  "(SDGD ÷ STDE, peak RSS) | above idle | device memory ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in suite["comparisons"]:
+            lines.append(f"| {c['equation']} | {c['dim']} | {c['n_samples']} | "
+                         f"{_fmt(c['speed_up'])}× | {_fmt(c['memory_ratio'])}× | "
+                         f"{_fmt(c['memory_ratio_above_idle'])}× | "
+                         f"{_fmt(c.get('device_memory_ratio'))} |")
+    lines += [""] + [f"* {note}" for note in suite.get("notes", [])] + [""]
+    if suite.get("skipped"):
+        lines += ["Skipped (in the plan, not trainable in this checkout): "
+                  + "; ".join(suite["skipped"]) + ".", ""]
+    return lines
+
+
 def _fmt_load(load: Any) -> str:
     return "–" if not load else " / ".join(f"{x:.2f}" for x in load)
 
@@ -178,6 +231,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rows = math.ceil(len(suites) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
     for ax, (name, suite) in zip(axes.flat, suites.items()):
+        if suite.get("kind") == "training":
+            _plot_training(ax, name, suite)
+            continue
         variable = suite["variable"]
         for method in dict.fromkeys(r["method"] for r in suite["rows"]):
             pts = sorted((r[variable], r["median_s"] * 1e3) for r in suite["rows"]
@@ -197,6 +253,25 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_training(ax: Any, name: str, suite: dict[str, Any]) -> None:
+    """Relative L2 error against d per equation and method, with the two baselines dashed."""
+    rows = [r for r in suite["rows"] if "error" not in r]
+    for label in dict.fromkeys((r["equation"], r["method"], r["n_samples"]) for r in rows):
+        pts = sorted((r["dim"], r["relative_l2_error"], r["trivial_predictor_error"],
+                      r.get("radial_time_error", math.nan))
+                     for r in rows if (r["equation"], r["method"], r["n_samples"]) == label)
+        dims, errors, trivial, radial = zip(*pts)
+        line, = ax.plot(dims, errors, marker="o", label=f"{label[0]} {label[1]} |J|={label[2]}")
+        ax.plot(dims, radial, linestyle="--", marker="_", color=line.get_color(), alpha=0.6)
+        ax.plot(dims, trivial, linestyle=":", marker="x", color=line.get_color(), alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("d")
+    ax.set_ylabel("relative L2 error (–/-- best |x|²,t; x/·· trivial)")
+    ax.set_title(name, fontsize=10)
+    ax.legend(fontsize=6)
 
 
 def write(result: dict[str, Any], directory: Path, stem: str, figure: bool = True) -> list[Path]:

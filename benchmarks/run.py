@@ -1,7 +1,9 @@
-"""Command line: ``python -m benchmarks.run --suite NAME [--size small|paper] [--tiny]``.
+"""Command line: ``python -m benchmarks.run --suite NAME [--size small|paper|gpu] [--tiny]``.
 
-Runs the chosen suites (``all`` runs every suite) in one process, prints progress and
-writes ``benchmarks/results/<suite>-<size>[-<tag>].{json,md,png}``. XLA options given
+Runs the chosen suites (``all`` runs every operator suite; the training suite
+``stde_paper`` runs only by name) in one process, prints progress and writes
+``benchmarks/results/<suite>-<size>[-<tag>].{json,md,png}``, for ``stde_paper``
+``stde-paper[-<size>][-<tag>]`` (no size at ``small``, its committed run). XLA options given
 with ``--compiler-option`` apply to every method alike and are recorded in the output.
 """
 
@@ -19,7 +21,7 @@ import jax
 
 from benchmarks import common, report
 from benchmarks.common import machine_info
-from benchmarks.suites import SIZES, SUITES, Size
+from benchmarks.suites import SIZES, SUITES, TRAINING_SUITES, Size
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -50,8 +52,9 @@ def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: 
         for name in suites:
             log(f"== {name} ({size_name})")
             suite = SUITES[name](size, log=log)
-            report.add_ratios(suite)
-            report.add_slopes(suite)
+            if suite.get("kind") != "training":  # training rows carry their own figures
+                report.add_ratios(suite)
+                report.add_slopes(suite)
             result["suites"][name] = suite
     finally:
         common.COMPILER_OPTIONS.clear()
@@ -66,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="all", choices=["all", *SUITES],
                         help="suite to run (default: all)")
-    parser.add_argument("--size", default="small", choices=["small", "paper"],
-                        help="problem size (default: small, a few minutes on 2 cores)")
+    parser.add_argument("--size", default="small", choices=list(SIZES),
+                        help="problem size (default: small, a few minutes on 2 cores; gpu: "
+                             "paper sizes and stde_paper's GPU plan)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny shapes, 2 repeats: a smoke test of the harness")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     workarounds = common.runtime_workarounds()
     jax.config.update("jax_platforms", jax.config.jax_platforms or "cpu")
     size = "tiny" if args.tiny else args.size
-    names = list(SUITES) if args.suite == "all" else [args.suite]
+    names = [s for s in SUITES if s not in TRAINING_SUITES] if args.suite == "all" \
+        else [args.suite]
     command = "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     options = {}
     for option in args.compiler_option:
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     result["machine_note"] = args.note
     result["workarounds"] = workarounds
     stem = "-".join(filter(None, [args.suite, size, args.tag]))
+    if args.suite == "stde_paper":
+        stem = "-".join(filter(None, ["stde-paper", "" if size == "small" else size, args.tag]))
     paths = report.write(result, args.out, stem, figure=not args.no_plot)
     print("\n".join(["", *(f"{t['target']} [{t['method']}, {t['at']}]: {t['ratio']:.3f}× "
                            f"({'met' if t['met'] else 'NOT met'})" for t in result["targets"])]))

@@ -52,6 +52,7 @@ from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation
 from stde.pinn.harness import METHODS, Params, init_mlp, make_estimate, make_loss, mlp
 
 Array = Any
+SCHEDULES = ("cosine", "linear")
 
 
 @dataclasses.dataclass
@@ -67,6 +68,7 @@ class Config:
     width: int = 64
     depth: int = 3
     learning_rate: float = 3e-3
+    schedule: str = "cosine"  # "cosine" (to 5%) or "linear" (to 0, the STDE paper's)
     seed: int = 0
     devices: int = 1
     n_test: int | None = None  # None: default_n_test(dim)
@@ -199,6 +201,8 @@ def check_config(config: Config) -> Config:
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, "
                              f"got {getattr(config, name)}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {config.schedule!r}; choose from {SCHEDULES}")
     if not config.learning_rate > 0:
         raise ValueError(f"--learning-rate must be positive, got {config.learning_rate}")
     if config.seed < 0:
@@ -232,7 +236,10 @@ def train(config: Config) -> dict[str, Any]:
     k_init, k_test, k_train = jax.random.split(key, 3)
     sizes = [equation.input_dim] + [config.width] * config.depth + [1]
     params = init_mlp(k_init, sizes)
-    schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05)
+    if config.schedule == "linear":
+        schedule = optax.linear_schedule(config.learning_rate, 0.0, config.steps)
+    else:
+        schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05)
     optimizer = optax.adam(schedule)
     opt_state = optimizer.init(params)
 
@@ -355,22 +362,26 @@ def default_out(config: Config) -> str:
     """``runs/<name>``, where the name spells out every setting that changes the result.
 
     Equation, dimension, method, samples, steps, devices and seed are always part of the
-    name; batch, width, depth, learning rate, test points and evaluation interval only
+    name; batch, width, depth, learning rate, schedule, test points and evaluation interval only
     when they differ from their defaults. Runs with different settings therefore never
     share a folder; rerunning the same settings replaces that run's files.
 
     Example:
       >>> default_out(Config(steps=50, batch=32))
       'runs/heat-d100-sparse-S16-steps50-dev1-seed0-batch32'
+      >>> default_out(Config(steps=50, schedule="linear"))
+      'runs/heat-d100-sparse-S16-steps50-dev1-seed0-schedulelinear'
     """
     config = check_config(config) if config.dim is None or config.n_test is None else config
     name = (f"{config.equation}-d{config.dim}-{config.method}-S{config.n_samples}-"
             f"steps{config.steps}-dev{config.devices}-seed{config.seed}")
     defaults = dataclasses.replace(Config(), n_test=default_n_test(config.dim))
-    for field in ("batch", "width", "depth", "learning_rate", "n_test", "eval_every"):
+    for field in ("batch", "width", "depth", "learning_rate", "schedule", "n_test",
+                  "eval_every"):
         value = getattr(config, field)
         if value != getattr(defaults, field):
-            name += f"-{field.replace('_', '')}{value:g}"
+            shown = value if isinstance(value, str) else f"{value:g}"
+            name += f"-{field.replace('_', '')}{shown}"
     return os.path.join("runs", name)
 
 
@@ -454,7 +465,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="hidden layer width")
     parser.add_argument("--depth", type=_count, default=defaults.depth, help="hidden layers")
     parser.add_argument("--learning-rate", type=_positive, default=defaults.learning_rate,
-                        help="Adam's initial learning rate (cosine decay to 5%%)")
+                        help="Adam's initial learning rate (decayed by --schedule)")
+    parser.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
+                        help="learning-rate decay: cosine to 5%%, or linear to 0 (the STDE "
+                             "paper's)")
     parser.add_argument("--seed", type=_natural, default=defaults.seed,
                         help="seed of the initial weights, the points and the solution's c_i")
     parser.add_argument("--devices", type=_count, default=defaults.devices,

@@ -114,7 +114,7 @@ def test_sharded_loss_equals_single_device_loss():
         assert r2 and not r1, out
         assert abs(v1 - v2) <= 1e-5 * abs(v1) and abs(g1 - g2) <= 1e-4 * (abs(g1) + 1e-3), out
     """)
-    env = dict(os.environ)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")  # the two forced devices are CPU devices
     env.pop("XLA_FLAGS", None)
     env["PYTHONPATH"] = os.pathsep.join([EXAMPLES, env.get("PYTHONPATH", "")])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -5,6 +5,7 @@ from benchmarks.suites.biharmonic import exact_biharmonic, mixed_operator, stoch
 from benchmarks.suites.laplacian import exact_laplacian, stochastic_laplacian, weighted_laplacian
 from benchmarks.suites.pinn import pinn_step
 from benchmarks.suites.scale import scale_step
+from benchmarks.suites.stde_paper import paper_training
 from benchmarks.suites.vmc import vmc_gradient, vmc_kinetic
 
 SUITES = {
@@ -18,6 +19,11 @@ SUITES = {
     "vmc": vmc_kinetic,
     "vmc_gradient": vmc_gradient,
     "scale": scale_step,
+    "stde_paper": paper_training,
 }
 
-__all__ = ["SIZES", "SUITES", "Size"]
+TRAINING_SUITES = ("stde_paper",)
+"""Suites that train networks (minutes to hours) rather than time operators: ``--suite all``
+leaves them out."""
+
+__all__ = ["SIZES", "SUITES", "TRAINING_SUITES", "Size"]

@@ -24,7 +24,8 @@ class Size:
     """Problem sizes of one run.
 
     Attributes:
-      name: ``tiny``, ``small`` or ``paper``.
+      name: ``tiny``, ``small``, ``paper`` or ``gpu`` (the ``stde_paper`` suite's runs
+        per size are its own ``PLANS[name]``).
       hidden: hidden widths of the tanh MLP.
       batches: batch sizes of the batch sweeps.
       samples: sample counts of the sample sweeps.
@@ -66,6 +67,8 @@ SIZES = {
     "paper": Size("paper", PAPER_HIDDEN, (1, 16, 64), (1, 4, 16, 64), 16, 50, 5, 50,
                   (100, 1000, 10000), PAPER_HIDDEN, 64, 16, 5),
 }
+SIZES["gpu"] = dataclasses.replace(SIZES["paper"], name="gpu")
+"""``gpu``: the paper sizes, and the ``stde_paper`` suite's plan for one GPU (benchmarks/gpu.sh)."""
 
 Case = dict[str, tuple[Callable[..., Any], Sequence[Any]]]
 """Per method: the function to compile and its arguments."""

@@ -44,6 +44,18 @@ def _signed(v: jax.Array) -> jax.Array:
     return v * jnp.sign(v[..., :1, :])
 
 
+def _phased(v: jax.Array) -> jax.Array:
+    """Complex eigenvectors with a fixed phase (first row real and positive).
+
+    A complex eigenvector is defined up to a unit phase that each eigensolver (LAPACK on
+    the CPU, cuSOLVER on a GPU) chooses its own way, and so are the derivatives of the
+    raw vectors along a curve; with the phase fixed, the vectors and their derivatives
+    are unique.
+    """
+    first = v[..., :1, :]
+    return v * (jnp.conj(first) / jnp.abs(first))
+
+
 def _complex(f):
     return lambda re, im: f(re + 1j * im)
 
@@ -96,7 +108,7 @@ CASES = {
         _complex(lambda a: solve_triangular(a, jnp.ones((3, 2), a.dtype), lower=True, trans=2)),
         lambda: _real(SQUARE, IMAG)),
     "complex_cholesky": (_hermitian(jnp.linalg.cholesky), lambda: _real(SQUARE, IMAG)),
-    "complex_eigh": (_hermitian(lambda a: _flat(*jnp.linalg.eigh(a))),
+    "complex_eigh": (_hermitian(lambda a: (lambda w, v: _flat(w, _phased(v)))(*jnp.linalg.eigh(a))),
                      lambda: _real(SQUARE, IMAG)),
     "complex_qr": (_complex(lambda a: _flat(*jnp.linalg.qr(a))), lambda: _real(SQUARE, IMAG)),
 }

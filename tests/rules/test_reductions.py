@@ -9,6 +9,7 @@ from jax import lax
 import stde
 from tests.oracle import (
     assert_jet_matches_jax,
+    backend_tolerance,
     case_tests,
     collapsed,
     random_directions,
@@ -111,7 +112,18 @@ CASES = [
 ]
 
 
-test_against_oracle, test_cases_cover_every_order_and_direction_count = case_tests(CASES)
+MAX_POOL_ACCELERATOR_TOLERANCE = 1e-5
+"""Max-pool derivatives (JAX's ``select_and_gather_add``/``select_and_scatter_add``, used by
+stde's rule and the oracle alike) agreed only at reduced precision on an H200 in float64;
+on the CPU they agree to 1e-9."""
+
+test_against_oracle, test_cases_cover_every_order_and_direction_count = case_tests(
+    CASES,
+    accelerator_tolerance={name: MAX_POOL_ACCELERATOR_TOLERANCE for name, *_ in CASES
+                           if name.startswith("max_pool")},
+    cpu_only={"scatter_set_duplicates": "which of the duplicate updates a scatter-set keeps "
+                                        "is unspecified on GPUs (the CPU applies them in order), "
+                                        "so stde and the oracle may keep different ones"})
 
 
 @pytest.mark.parametrize("f", [
@@ -159,8 +171,9 @@ def test_selection_rules_compose_with_grad_and_vmap(x64):
     def oracle_top(x):
         return collapsed(f, (x,), directions)[1]
 
+    rtol = backend_tolerance(1e-9, MAX_POOL_ACCELERATOR_TOLERANCE)
     np.testing.assert_allclose(jax.jit(jax.grad(stde_top))(x), jax.jit(jax.grad(oracle_top))(x),
-                               rtol=1e-9)
+                               rtol=rtol)
     batch = jnp.stack([x, 2 * x])
     np.testing.assert_allclose(jax.jit(jax.vmap(stde_top))(batch),
-                               jax.jit(jax.vmap(oracle_top))(batch), rtol=1e-9)
+                               jax.jit(jax.vmap(oracle_top))(batch), rtol=rtol)
