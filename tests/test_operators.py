@@ -200,7 +200,7 @@ def test_terms_of_one_order_share_one_collapsed_pass(x64):
     rows = passes.SparseRows()
     for i in range(dim):
         rows.add(2, ((1, passes.basis(i)),), 1)
-    stde.exact.add_partial(rows, ops.Partial((0, 1)), 1, "interpolation")
+    ops.Partial((0, 1)).add_rows(rows, 1, "interpolation")
     # 2e_0 merges into e_0 (weight 1 - 1/2), 2e_1 into e_1: directions e_0, e_1, e_2, e_0+e_1
     assert len(rows.rows[2]) == 4
     directions = rows.directions(dim, jnp.float64)
