@@ -38,12 +38,13 @@ def taylor_cost(order: int, count: int) -> int:
 
 
 def basis_vectors(indices: Array, dim: int, dtype: Any) -> sparse.SparseCoefficient:
-    """The basis vectors ``e_i`` for ``i`` in ``indices``, held sparse (one row each).
+    """Sparse rows ``e_i`` for ``indices`` of shape ``(R,)``, ``Σ_p e_{i_p}`` for ``(R, P)``.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> basis_vectors(jnp.array([2, 0]), 3, jnp.float32).todense().tolist()
-      [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+      >>> from stde.sparse import densify
+      >>> densify(basis_vectors(jnp.array([[2, 0]]), 3, jnp.float32)).tolist()
+      [[1.0, 0.0, 1.0]]
 
     """
     return sparse.from_indices(indices, 1.0, dim, dtype)
@@ -102,6 +103,14 @@ class Plan:
     identity: Coefficient = 0
     nested: list[tuple[list[passes.Directions], list[passes.Directions]]] = dataclasses.field(
         default_factory=list)
+
+    def add_directional(self, order: int, tangents: Array, weight: float) -> None:
+        """Adds ``weight · Σ_r ⟨∂^order h, v_r^{⊗order}⟩ = weight · Σ_r y_order(x_1 = v_r)``.
+
+        ``tangents`` holds the ``v_r`` as rows: an ``(R, D)`` array or a
+        :class:`stde.sparse.SparseCoefficient` (:func:`basis_vectors`).
+        """
+        self.extra.extend(passes.scaled(order, [tangents] + [None] * (order - 2), float(weight)))
 
     def sub_plan(self) -> Plan:
         """An empty plan for the same argument and methods; its rows merge only among themselves."""

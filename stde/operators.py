@@ -8,6 +8,10 @@ flattened argument (``x.ravel()``); the dimension ``D`` of a family is read off 
 argument's shape when the operator is applied (:func:`stde.operator`,
 :func:`stde.stochastic_operator`).
 
+The terms are :class:`Term` subclasses (:mod:`stde.terms`); each one says how it lowers
+to jets, so a new operator is one new class, e.g. ``Operator([(MyTerm(), 1.0)])`` (see
+docs/design.md, "Recipe: a new operator").
+
 Example:
   >>> import stde.operators as ops
   >>> ops.laplacian() - 2 * ops.partial(0, 1, 1)

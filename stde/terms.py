@@ -37,11 +37,6 @@ from stde.slots import find_slots
 Array = Any
 
 
-def _sampled(plan: Plan, order: int, first: Array, weight: float) -> None:
-    """Adds ``weight · Σ_r y_order(x_1 = first_r)`` (no higher input coefficients) to ``plan``."""
-    plan.extra.extend(passes.scaled(order, [first] + [None] * (order - 2), weight))
-
-
 def _laplacian(plan: Plan, weight: Coefficient) -> list[passes.Directions]:
     """``weight · Δ`` as one collapsed 2-jet with directions ``e_1 .. e_D`` (held sparse)."""
     return passes.scaled(2, [basis_vectors(jnp.arange(plan.dim), plan.dim, plan.dtype)],
@@ -67,7 +62,7 @@ class Diagonal(Term):
         """``(D/S) Σ_s ∂_{i_s}^order`` over ``S`` coordinates drawn without replacement."""
         picked = basis_vectors(sampling.without_replacement(key, plan.dim, count), plan.dim,
                                plan.dtype)
-        _sampled(plan, self.order, picked, float(c) * plan.dim / count)
+        plan.add_directional(self.order, picked, float(c) * plan.dim / count)
 
     def has_dense(self) -> bool:
         """Only the Laplacian (``order == 2``) has a dense estimator."""
@@ -76,8 +71,8 @@ class Diagonal(Term):
     def sample_dense(self, c: Coefficient, count: int, key: Array, plan: Plan,
                      distribution: str) -> None:
         """``(1/S) Σ_s y_2(v_s)``."""
-        _sampled(plan, 2, random_tangents(key, (count, plan.dim), distribution, plan.dtype),
-                 float(c) / count)
+        tangents = random_tangents(key, (count, plan.dim), distribution, plan.dtype)
+        plan.add_directional(2, tangents, float(c) / count)
 
     def __repr__(self) -> str:
         return "laplacian()" if self.order == 2 else f"diagonal({self.order})"
@@ -187,7 +182,7 @@ class Biharmonic(Term):
         for (a, b), gamma in interpolation_coefficients((2, 2)).items():
             weight = float(c) * float(gamma) / 24 * self.size(dim, plan.argument) / count
             values = jnp.where(same, jnp.asarray([a + b, 0], dtype), jnp.asarray([a, b], dtype))
-            _sampled(plan, 4, sparse.from_indices(indices, values, dim, dtype), weight)
+            plan.add_directional(4, sparse.from_indices(indices, values, dim, dtype), weight)
 
     def has_dense(self) -> bool:
         """``y_4(v) / 3`` with normal ``v`` is unbiased."""
@@ -197,7 +192,7 @@ class Biharmonic(Term):
                      distribution: str) -> None:
         """``(1/(3S)) Σ_s y_4(v_s)``, ``v_s`` standard normal whatever ``distribution``."""
         v = jax.random.normal(key, (count, plan.dim), plan.dtype)
-        _sampled(plan, 4, v, float(c) / (3 * count))
+        plan.add_directional(4, v, float(c) / (3 * count))
 
     def __repr__(self) -> str:
         return "biharmonic()"
@@ -235,14 +230,14 @@ class Weighted(Term):
 
     def exact(self, c: Coefficient, plan: Plan) -> None:
         """The columns of ``σ`` as dense directions of a collapsed 2-jet."""
-        plan.extra.extend(passes.scaled(2, [self._directions(plan)], float(c)))
+        plan.add_directional(2, self._directions(plan), c)
 
     def sample_sparse(self, c: Coefficient, count: int, key: Array, plan: Plan) -> None:
         """``(R/S) Σ_s σ_{r_s}ᵀ ∇² σ_{r_s}`` over ``S`` columns drawn without replacement."""
         size = self.size(plan.dim, plan.argument)
         picked = jnp.take(self._directions(plan),
                           sampling.without_replacement(key, size, count), axis=0)
-        _sampled(plan, 2, picked, float(c) * size / count)
+        plan.add_directional(2, picked, float(c) * size / count)
 
     def has_dense(self) -> bool:
         """``y_2(σ v)`` is unbiased."""
@@ -253,7 +248,7 @@ class Weighted(Term):
         """``(1/S) Σ_s y_2(σ v_s)``."""
         sigma = self.columns(plan.argument, plan.dim).astype(plan.dtype)
         v = random_tangents(key, (count, sigma.shape[1]), distribution, plan.dtype)
-        _sampled(plan, 2, v @ sigma.T, float(c) / count)
+        plan.add_directional(2, v @ sigma.T, float(c) / count)
 
     def __repr__(self) -> str:
         if callable(self.sigma):
@@ -328,7 +323,7 @@ class Pool(Term):
             picked_values = jnp.take(jnp.asarray(values, plan.dtype), picked,
                                      axis=0).reshape(-1, width)
             rows = sparse.from_indices(picked_indices, picked_values, plan.dim, plan.dtype)
-            _sampled(plan, self.order, rows, float(c) * sign * total / count)
+            plan.add_directional(self.order, rows, float(c) * sign * total / count)
 
     def __repr__(self) -> str:
         return " + ".join(repr(term) for term, _ in self.members)
