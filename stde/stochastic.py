@@ -183,10 +183,11 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
         counts = allocate(components, sizes, int(n_samples), capped) if components else []
         keys = jax.random.split(key, max(len(components), 1))
         for n, ((term, c), size, count) in enumerate(zip(components, sizes, counts)):
+            term_key = keys[n]
             if term.has_dense() and (method == "dense" or (method == "auto" and count < size)):
-                term.sample_dense(c, count, keys[n], plan, distribution)
+                term.sample_dense(c, count, term_key, plan, distribution)
             elif count < size:
-                term.sample_sparse(c, count, keys[n], plan)
+                term.sample_sparse(c, count, term_key, plan)
             else:
                 exact = plan.sub_plan()
                 term.exact(c, exact)

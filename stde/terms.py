@@ -234,9 +234,9 @@ class Weighted(Term):
 
     def sample_sparse(self, c: Coefficient, count: int, key: Array, plan: Plan) -> None:
         """``(R/S) Σ_s σ_{r_s}ᵀ ∇² σ_{r_s}`` over ``S`` columns drawn without replacement."""
-        size = self.size(plan.dim, plan.argument)
-        picked = jnp.take(self._directions(plan),
-                          sampling.without_replacement(key, size, count), axis=0)
+        columns = self._directions(plan)
+        size = columns.shape[0]
+        picked = jnp.take(columns, sampling.without_replacement(key, size, count), axis=0)
         plan.add_directional(2, picked, float(c) * size / count)
 
     def has_dense(self) -> bool:
