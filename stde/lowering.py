@@ -162,7 +162,10 @@ class Term:
         return 1
 
     def pool_key(self) -> Hashable | None:
-        """Terms with equal non-``None`` keys are sampled as one :class:`stde.terms.Pool`."""
+        """Terms with equal non-``None`` keys are sampled as one :class:`stde.terms.Pool`.
+
+        Such terms provide ``interpolation_rows()``, as :class:`stde.terms.Partial` does.
+        """
         return None
 
     def check(self, dim: int, argnums: int) -> None:
