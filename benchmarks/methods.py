@@ -151,7 +151,7 @@ def folx_weighted_laplacian(f: Scalar, sigma: jax.Array) -> PointFn:
 
 
 def operator_api_available(stochastic: bool = False) -> bool:
-    """Whether the public operator API (DESIGN §3) exists in this checkout."""
+    """Whether the public operator API (README.md, "API") exists in this checkout."""
     name = "stochastic_operator" if stochastic else "operator"
     try:
         import stde.operators  # noqa: F401
@@ -193,7 +193,8 @@ def nested_partial(f: Scalar, indices: Sequence[int]) -> Scalar:
 
 def interpolation_directions(terms: dict[tuple[int, ...], float], dim: int
                              ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pure ``K``-jet directions and weights for ``Σ_α c_α ∂^α`` (DESIGN §5, interpolation).
+    """Pure ``K``-jet directions and weights for ``Σ_α c_α ∂^α`` (docs/design.md,
+    "Operators and how they lower to jets").
 
     Args:
       terms: ``{(i_1, .., i_K): c}``, each index tuple of one common length ``K``.

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from stde.core import JetValue
-from stde.exact import flatten_argument
 from stde.jets import evaluate_jets
+from stde.lowering import flatten_argument
 
 
 def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0) -> Callable[..., Any]:

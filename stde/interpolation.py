@@ -5,8 +5,9 @@ A mixed directional derivative of order ``K = |i|`` is a combination of pure ``K
 ``⟨∂^K f, v_1^{⊗i_1} ⊗ … ⊗ v_I^{⊗i_I}⟩ = Σ_{|j|=K} (γ_{i,j} / K!) y_K(x_1 = Σ_p j_p v_p)``
 
 with ``γ_{i,j} = Σ_{0≤m≤i, |m|>0} (-1)^{K-|m|} Π_p C(i_p, m_p) Π_p C(K m_p/|m|, j_p)
-(|m|/K)^K`` (DESIGN §5). ``C(a, n)`` is the generalised binomial with a rational first
-argument; everything is computed with :class:`fractions.Fraction`.
+(|m|/K)^K`` (docs/design.md, "Operators and how they lower to jets"). ``C(a, n)`` is
+the generalised binomial with a rational first argument; everything is computed with
+:class:`fractions.Fraction`.
 """
 
 from __future__ import annotations

@@ -140,8 +140,8 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
     Pushes, for each direction ``r``, the curve
     ``x_r(t) = x0 + Σ_{k<K} x_{k,r} t^k/k! + x_{K,r} t^K/K!`` through ``fun`` and returns
     the output's lower coefficients per direction and ``Σ_r y_{K,r}``, propagating only
-    the sum of the top coefficients (DESIGN §2). With ``x_1 = e_r`` and ``K = 2`` the
-    summed output is the Laplacian.
+    the sum of the top coefficients (docs/design.md, "Conventions"). With ``x_1 = e_r``
+    and ``K = 2`` the summed output is the Laplacian.
 
     Args:
       fun: a function of ``len(primals)`` arrays (or pytrees of arrays).

@@ -8,6 +8,10 @@ flattened argument (``x.ravel()``); the dimension ``D`` of a family is read off 
 argument's shape when the operator is applied (:func:`stde.operator`,
 :func:`stde.stochastic_operator`).
 
+The terms are :class:`Term` subclasses (:mod:`stde.terms`); each one says how it lowers
+to jets, so a new operator is one new class, e.g. ``Operator([(MyTerm(), 1.0)])`` (see
+docs/design.md, "Recipe: a new operator").
+
 Example:
   >>> import stde.operators as ops
   >>> ops.laplacian() - 2 * ops.partial(0, 1, 1)
@@ -17,111 +21,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
+from stde.lowering import Coefficient, Term
+from stde.terms import Biharmonic, Diagonal, Partial, Weighted
+
 Array = Any
-Coefficient = Fraction | float
-
-
-@dataclasses.dataclass(frozen=True)
-class Diagonal:
-    """``Σ_i ∂_i^order``; ``order == 2`` is the Laplacian."""
-
-    order: int
-
-    def size(self, dim: int) -> int:
-        """Number of members (``D``)."""
-        return dim
-
-    def __repr__(self) -> str:
-        return "laplacian()" if self.order == 2 else f"diagonal({self.order})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Biharmonic:
-    """``Δ² = Σ_{i,j} ∂_i² ∂_j²``."""
-
-    @property
-    def order(self) -> int:
-        """The derivative order, 4."""
-        return 4
-
-    def size(self, dim: int) -> int:
-        """Number of members (``D²`` pairs)."""
-        return dim * dim
-
-    def __repr__(self) -> str:
-        return "biharmonic()"
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Weighted:
-    """``tr(σσᵀ ∇²) = Σ_r σ_rᵀ ∇² σ_r``; ``sigma`` is ``(D, R)`` or a callable ``x -> (D, R)``.
-
-    Two weighted terms are equal only if they hold the same ``sigma`` object.
-    """
-
-    sigma: Array | Callable[[Array], Array]
-
-    @property
-    def order(self) -> int:
-        """The derivative order, 2."""
-        return 2
-
-    def columns(self, argument: Array, dim: int) -> Array:
-        """``σ`` at ``argument``, checked to be ``(dim, R)``."""
-        import jax.numpy as jnp
-
-        sigma = self.sigma(argument) if callable(self.sigma) else self.sigma
-        sigma = jnp.asarray(sigma)
-        if sigma.ndim != 2 or sigma.shape[0] != dim:
-            raise ValueError(f"weighted_laplacian: sigma must have shape (D, R) = ({dim}, R) for "
-                             f"an argument with {dim} flattened coordinates; got {sigma.shape}.")
-        return sigma
-
-    def size(self, dim: int, argument: Array = None) -> int:
-        """Number of members (the columns ``R`` of ``σ``)."""
-        return int(self.columns(argument, dim).shape[1])
-
-    def __repr__(self) -> str:
-        if callable(self.sigma):
-            return f"weighted_laplacian({getattr(self.sigma, '__name__', 'sigma')})"
-        return f"weighted_laplacian(sigma{tuple(getattr(self.sigma, 'shape', ()))})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Partial:
-    """The mixed partial ``∂^{len(indices)} / Π ∂x_i`` (indices sorted, repeats allowed)."""
-
-    indices: tuple[int, ...]
-
-    @property
-    def order(self) -> int:
-        """The derivative order ``len(indices)``."""
-        return len(self.indices)
-
-    def size(self, dim: int) -> int:
-        """A single term."""
-        return 1
-
-    @property
-    def multiplicities(self) -> dict[int, int]:
-        """``{coordinate: how often it is differentiated}`` in increasing coordinate order."""
-        counts: dict[int, int] = {}
-        for i in self.indices:
-            counts[i] = counts.get(i, 0) + 1
-        return counts
-
-    def __repr__(self) -> str:
-        return f"partial({', '.join(map(str, self.indices))})"
-
-
-Term = Diagonal | Biharmonic | Weighted | Partial
-"""One summand of an :class:`Operator` (without its coefficient)."""
 
 
 def _coefficient(value: Any) -> Coefficient:
@@ -158,11 +66,13 @@ class Operator:
     def __init__(self, terms: Iterable[tuple[Term, Any]] = ()):
         merged: dict[Any, list[Any]] = {}
         for term, c in terms:
-            key = term if not isinstance(term, Weighted) else ("weighted", id(term))
-            if key in merged:
-                merged[key][1] = merged[key][1] + _coefficient(c)
+            if not isinstance(term, Term):
+                raise TypeError(f"an operator term must be a stde.operators.Term, got "
+                                f"{type(term).__name__}.")
+            if term in merged:
+                merged[term][1] = merged[term][1] + _coefficient(c)
             else:
-                merged[key] = [term, _coefficient(c)]
+                merged[term] = [term, _coefficient(c)]
         self.terms: tuple[tuple[Term, Coefficient], ...] = tuple(
             (t, c) for t, c in merged.values() if c != 0)
 
@@ -207,6 +117,11 @@ class Operator:
         """The highest derivative order of any term (0 for the zero operator)."""
         return max((t.order for t, _ in self.terms), default=0)
 
+    def check(self, dim: int, argnums: int) -> None:
+        """Raises a ValueError naming the first term that does not fit ``dim`` coordinates."""
+        for term, _ in self.terms:
+            term.check(dim, argnums)
+
     def __repr__(self) -> str:
         if not self.terms:
             return "Operator(0)"
@@ -220,6 +135,20 @@ class Operator:
             else:
                 parts.append(f" {sign} {text}")
         return "".join(parts)
+
+
+def require_operator(op: Any) -> Operator:
+    """``op`` itself if it is an :class:`Operator`, else a TypeError saying what is expected.
+
+    Example:
+      >>> require_operator(laplacian())
+      laplacian()
+
+    """
+    if not isinstance(op, Operator):
+        raise TypeError(f"op must be a stde.operators.Operator (e.g. ops.laplacian()), got "
+                        f"{type(op).__name__}.")
+    return op
 
 
 def laplacian() -> Operator:

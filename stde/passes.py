@@ -124,33 +124,39 @@ def combination(indices: Sequence[int], values: Sequence[int]) -> SparseVector:
     return tuple(sorted((i, v) for i, v in acc.items() if v != 0))
 
 
-def _slot_scale(order: int, alpha: Array) -> Callable[[int, Array], Array]:
-    def scale(slot: int, coefficient: Array) -> Array:
-        return sparse.scale_rows(coefficient, alpha ** slot)
-    return scale
+def fold_weight(weight: float | np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(sign, α)`` with ``w · y_K(x_1, x_2, ..) = sign · y_K(α x_1, α² x_2, ..)``, elementwise.
+
+    ``α = |w|^{1/K}`` and ``sign = sign(w)`` for even ``K``; ``α = sign(w)|w|^{1/K}`` and
+    ``sign = +1`` for odd ``K`` (module docstring). ``weight`` is a number or a NumPy array.
+
+    Example:
+      >>> [float(v) for v in fold_weight(-8.0, 3) + fold_weight(-4.0, 2)]
+      [1.0, -2.0, -1.0, 2.0]
+
+    """
+    magnitude = np.abs(weight) ** (1.0 / order)
+    if order % 2 == 1:
+        return np.ones_like(magnitude), np.sign(weight) * magnitude
+    return np.where(np.asarray(weight) < 0, -1.0, 1.0), magnitude
 
 
 def weighted(order: int, lower: Sequence[Array | None], weights: Array) -> list[Directions]:
-    """``Σ_r w_r y_K(lower_r)`` as sign-grouped :class:`Directions`.
+    """``Σ_r w_r y_K(lower_r)`` as sign-grouped :class:`Directions` (zero weights dropped).
 
     ``weights`` must be concrete (a NumPy array): rows are split by sign for even ``K``.
     """
     weights = np.asarray(weights, dtype=float)
     if order == 1:
         raise ValueError("weighted() handles orders >= 2; first-order terms are linear.")
-    magnitude = np.abs(weights) ** (1.0 / order)
-    if order % 2 == 1:
-        groups = [(1, np.sign(weights) * magnitude, np.ones(len(weights), bool))]
-    else:
-        groups = [(1, magnitude, weights > 0), (-1, magnitude, weights < 0)]
+    signs, alpha = fold_weight(weights, order)
     out = []
-    for sign, alpha, mask in groups:
-        if not mask.any():
+    for sign in (1, -1):
+        rows = np.flatnonzero((signs == sign) & (weights != 0))
+        if not rows.size:
             continue
-        rows = np.flatnonzero(mask)
-        scale = _slot_scale(order, alpha[rows])
         out.append(Directions(order, tuple(
-            None if c is None else scale(s, sparse.take_rows(c, rows))
+            None if c is None else sparse.scale_rows(sparse.take_rows(c, rows), alpha[rows] ** s)
             for s, c in enumerate(lower, start=1)), sign))
     return out
 
@@ -159,10 +165,9 @@ def scaled(order: int, lower: Sequence[Array | None], weight: float) -> list[Dir
     """``weight · Σ_r y_K(lower_r)`` for one concrete scalar ``weight`` (no row splitting)."""
     if weight == 0:
         return []
-    sign = 1 if weight > 0 or order % 2 == 1 else -1
-    alpha = abs(weight) ** (1.0 / order) * (np.sign(weight) if order % 2 == 1 else 1.0)
+    sign, alpha = (float(v) for v in fold_weight(weight, order))
     return [Directions(order, tuple(None if c is None else sparse.scale(c, alpha ** s)
-                                    for s, c in enumerate(lower, start=1)), sign)]
+                                    for s, c in enumerate(lower, start=1)), int(sign))]
 
 
 def merge(directions: Sequence[Directions]) -> list[Directions]:

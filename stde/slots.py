@@ -1,4 +1,6 @@
-"""One mixed partial from one jet: the unique-partition slot construction (DESIGN §5).
+"""One mixed partial from one jet: the unique-partition slot construction.
+
+See docs/design.md, "Operators and how they lower to jets".
 
 For ``∂^q = Π_t ∂_{i_t}^{q_t}`` put ``e_{i_t}`` at distinct jet orders ("slots") ``j_t``
 and zeros elsewhere. Faà di Bruno makes ``y_k`` a sum over all ``m ∈ ℕ^I`` with

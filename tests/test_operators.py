@@ -1,5 +1,7 @@
 """Exact operators against einsum contractions of nested jax.jacfwd tensors (float64)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 
 import stde
 import stde.operators as ops
-from stde import passes
+from stde import passes, sampling
+from stde.lowering import basis_vectors, random_tangents
 
 RTOL = 1e-9
 
@@ -200,13 +203,69 @@ def test_terms_of_one_order_share_one_collapsed_pass(x64):
     rows = passes.SparseRows()
     for i in range(dim):
         rows.add(2, ((1, passes.basis(i)),), 1)
-    stde.exact.add_partial(rows, ops.Partial((0, 1)), 1, "interpolation")
+    ops.Partial((0, 1)).add_rows(rows, 1, "interpolation")
     # 2e_0 merges into e_0 (weight 1 - 1/2), 2e_1 into e_1: directions e_0, e_1, e_2, e_0+e_1
     assert len(rows.rows[2]) == 4
     directions = rows.directions(dim, jnp.float64)
     directions += passes.scaled(2, [jnp.ones((2, dim))], 1.0)
     merged = passes.merge(directions)
     assert [(d.order, d.sign, d.count) for d in merged] == [(2, 1, 6)]
+
+
+# ----------------------------------------------------------------------------- a new term
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourPairs(ops.Term):
+    """``Σ_i ∂_i ∂_{i+1}``: the recipe "a new operator" of docs/design.md, as one class."""
+
+    order = 2
+
+    def size(self, dim, argument):
+        return dim - 1
+
+    def exact(self, c, plan):
+        for i in range(plan.dim - 1):
+            ops.Partial((i, i + 1)).add_rows(plan.rows, c, plan.partial_method)
+
+    def sample_sparse(self, c, count, key, plan):
+        # ∂_i∂_{i+1} = [y_2(e_i + e_{i+1}) - y_2(e_i) - y_2(e_{i+1})] / 2, weighted (D-1)/S
+        first = sampling.without_replacement(key, plan.dim - 1, count)
+        weight = float(c) * (plan.dim - 1) / (2 * count)
+        for indices, sign in ((jnp.stack([first, first + 1], axis=1), 1), (first, -1),
+                              (first + 1, -1)):
+            plan.add_directional(2, basis_vectors(indices, plan.dim, plan.dtype), sign * weight)
+
+    def has_dense(self):
+        return True
+
+    def sample_dense(self, c, count, key, plan, distribution):
+        # w_j = u_{j-1}: E[u_a w_b] = δ_{b,a+1}, so E[uᵀ∇²w] = Σ_a ∂_a∂_{a+1} (polarised)
+        u = random_tangents(key, (count, plan.dim), distribution, plan.dtype)
+        w = jnp.pad(u[:, :-1], ((0, 0), (1, 0)))
+        for v, sign in ((u + w, 1), (u, -1), (w, -1)):
+            plan.add_directional(2, v, sign * float(c) / (2 * count))
+
+    def __repr__(self):
+        return "neighbour_pairs()"
+
+
+def neighbour_pairs(hessian):
+    return jnp.trace(hessian, offset=1)
+
+
+def test_a_new_term_class_is_a_new_operator(x64):
+    params, apply = tanh_net(21, 5)
+    f = lambda x: apply(params, x)  # noqa: E731
+    x = point(21, 5)
+    hessian = jax.hessian(f)(x)
+    op = ops.Operator([(NeighbourPairs(), 1.5)]) - ops.laplacian()
+    assert repr(op) == "1.5 * neighbour_pairs() - laplacian()"
+    want = 1.5 * neighbour_pairs(hessian) - jnp.trace(hessian)
+    for method in ("auto", "interpolation", "slots"):
+        np.testing.assert_allclose(stde.operator(f, op, partial_method=method)(x), want,
+                                   rtol=RTOL)
+    exact = stde.stochastic_operator(f, op, 9, method="sparse")  # 4 + 5 members: exact
+    np.testing.assert_allclose(exact(x, jax.random.key(0)), want, rtol=RTOL)
 
 
 # ----------------------------------------------------------------------------- shapes / args

@@ -7,7 +7,7 @@ import pytest
 
 import stde
 import stde.operators as ops
-from tests.test_operators import derivative, point, tanh_net
+from tests.test_operators import NeighbourPairs, derivative, point, tanh_net
 
 N_KEYS = 4000
 
@@ -48,6 +48,9 @@ CASES = [
      "sparse", "rademacher"),
     ("mixed-auto", lambda: ops.laplacian() + ops.partial(0, 1, 1) - ops.partial(2, 3)
      + ops.partial(1), 3, "auto", "rademacher"),
+    ("new-term-sparse", lambda: ops.Operator([(NeighbourPairs(), 1.5)]), 2, "sparse",
+     "rademacher"),
+    ("new-term-dense", lambda: ops.Operator([(NeighbourPairs(), -1.0)]), 2, "dense", "normal"),
 ]
 
 

@@ -8,6 +8,7 @@ oracle by the cases' own tests). A few cases are also checked against the oracle
 the strict modes, end to end. ``pytest --strict-modes`` runs the whole suite so.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,9 +58,7 @@ def test_rules_trace_under_strict_modes(name, f, make_primals, order, count):
     with strict_modes():
         jax.eval_shape(f, *primals)  # the case itself is strict-clean ...
         got = jax.eval_shape(jet, primals, series, summed)  # ... so stde must be too
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        assert (g.shape, g.dtype) == (w.shape, w.dtype)
+    chex.assert_trees_all_equal_shapes_and_dtypes(got, want)
 
 
 @pytest.mark.parametrize("order, count", [(3, 2)])

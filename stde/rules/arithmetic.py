@@ -1,8 +1,9 @@
 """Arithmetic and bilinear primitives: products (Leibniz), quotients and integer powers.
 
 ``mul``, ``dot_general`` and ``conv_general_dilated`` of two jets use Leibniz'
-``y_k = Σ_j C(k, j) a_j b_{k-j}`` with the collapsed top of DESIGN §4; with one
-constant operand the same rule degenerates to a linear map of the other.
+``y_k = Σ_j C(k, j) a_j b_{k-j}`` with the collapsed top of docs/design.md, "The
+interpreter and rule families"; with one constant operand the same rule degenerates to a
+linear map of the other.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ curve's coefficients: ``D_k(x0, .., x_k)`` is the JVP of ``D_{k-1}`` at
 ``(x0, .., x_{k-1})`` along ``(x1, .., x_k)``. Every nesting level has the shared point
 ``x0`` as its innermost primal, so under ``vmap`` over directions the primal work (a
 factorisation, say) is done once, not once per direction. The linear part is one JVP at
-``x0`` along the summed top coefficients, so the result is collapsed (DESIGN §2). The
-cost is exponential in ``K`` but the result is exact for any primitive JAX can
-differentiate; a one-time warning names the primitive. A primitive without a JVP rule
-raises :class:`UnsupportedPrimitiveError` naming it.
+``x0`` along the summed top coefficients, so the result is collapsed (docs/design.md,
+"Conventions"). The cost is exponential in ``K`` but the result is exact for any
+primitive JAX can differentiate; a one-time warning names the primitive. A primitive
+without a JVP rule raises :class:`UnsupportedPrimitiveError` naming it.
 
 Operands without coefficients (weights, integer indices) stay at their primal values;
 integer and boolean results are constants; primitives without a batching rule are

@@ -5,7 +5,8 @@ coefficient from a *linear* equation in that coefficient whose matrix is built f
 primal factors only. The right-hand side holds the lower-order products
 ``Σ_{j=1..k-1} C(k, j) F_j G_{k-j}`` (:func:`series.convolve` with a matrix product),
 so at the top order the per-direction products are summed over directions once and the
-linear solve acts on the summed top (DESIGN §2): every rule here is collapsed.
+linear solve acts on the summed top (docs/design.md, "Conventions"): every rule here is
+collapsed.
 
 * ``lu`` (``P·A = L·U``): ``X = L0⁻¹ (P A_k - Σ C(k,j) L_j U_{k-j}) U0⁻¹``,
   ``L_k = L0 · strict_lower(X)``, ``U_k = upper(X) · U0``. Pivots and permutation are

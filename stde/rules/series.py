@@ -12,7 +12,8 @@ Coefficients are derivative-scaled (``x(t) = Σ_k x_k t^k / k!``) as in
 recurrence is a sum of products ``w · a_j · b_{k-j}`` (:func:`convolve`); at the top
 order a product of two per-direction factors is summed over directions, and a product
 with a primal factor applies to the summed top directly. This is the *linearity of the
-top coefficient* (DESIGN §2), and it makes every rule built here collapsed.
+top coefficient* (docs/design.md, "Conventions"), and it makes every rule built here
+collapsed.
 """
 
 from __future__ import annotations

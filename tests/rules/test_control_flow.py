@@ -3,6 +3,7 @@
 import functools
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -217,8 +218,7 @@ def test_jit_called_twice_eagerly_does_not_recompile():
     assert len(jitted) == 1
     (function,) = jitted.values()
     assert function._cache_size() == 1
-    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(first, second)
     _first_coefficient(inner, x + 1)  # same shapes: still one compilation
     assert function._cache_size() == 1
 
@@ -273,8 +273,7 @@ def test_cond_with_symbolic_zeros_in_the_input(x64, x):
     y, coefficients = stde.jet(f, (x,), ((v, None, None),))
     want = jax.jit(lambda x: oracle.taylor(f, [x], [[v, jnp.zeros(2), jnp.zeros(2)]]))(x)
     np.testing.assert_allclose(y, want[0], rtol=1e-12)
-    for got, expected in zip(coefficients, want[1:], strict=True):
-        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    chex.assert_trees_all_close(list(coefficients), list(want[1:]), rtol=1e-10, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------

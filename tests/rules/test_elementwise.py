@@ -9,6 +9,7 @@ through an identity built from primitives jet has). The full grid is ``slow``.
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,8 +265,7 @@ def test_pow_with_a_traced_exponent_inside_jit():
     value, coefficients = run(jnp.float64(2.5))
     _, want = jax_jet.jet(lambda x: x ** 2.5, (x,), series)
     np.testing.assert_allclose(value, x ** 2.5, rtol=1e-12)
-    for got, expected in zip(coefficients, want):
-        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    chex.assert_trees_all_close(list(coefficients), list(want), rtol=1e-12)
 
 
 def test_pow_integer_exponent_is_exact_at_zero_and_fractional_is_singular():
