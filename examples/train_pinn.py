@@ -338,7 +338,7 @@ def train(config: Config) -> dict[str, Any]:
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    test_points = equation.sample(k_test, config.n_test)
+    test_points = equation.test_points(k_test, config.n_test)
     target = jax.vmap(equation.exact)(test_points)
     trivial_error = relative_l2(jax.vmap(equation.trivial)(test_points), target)
     predict = jax.jit(jax.vmap(lambda p, z: equation.ansatz(lambda q: mlp(p, q), z),
