@@ -536,7 +536,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="the PDE (see stde/pinn/equations.py)")
     parser.add_argument("--dim", type=_count, default=None,
                         help="spatial dimension d (default: the equation's own, "
-                             "1 for kdv, 100 for the others)")
+                             "1 for kdv, 2 for kdv_2d and kp, 100 for the others)")
     parser.add_argument("--method", default=defaults.method, choices=METHODS,
                         help="sparse/dense STDE, exact collapsed Taylor mode, or SDGD (HVPs)")
     parser.add_argument("--n-samples", type=_count, default=defaults.n_samples,

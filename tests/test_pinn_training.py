@@ -21,7 +21,7 @@ import stde.pinn.equations as pe  # noqa: E402
 
 def fixed_batch_losses(name, method, steps=25, d=3):
     """Loss on one fixed batch before and after ``steps`` Adam steps on that batch."""
-    equation = pe.make_equation(name, 1 if name == "kdv" else d)
+    equation = pe.make_equation(name, pe.FIXED_DIMS.get(name, d))
     loss = tp.make_loss(equation, tp.make_estimate(equation, method, 2))
     params = tp.init_mlp(jax.random.PRNGKey(0), [equation.input_dim, 8, 8, 1])
     points = equation.sample(jax.random.PRNGKey(1), 16)
