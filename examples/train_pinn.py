@@ -250,7 +250,7 @@ def train(config: Config) -> dict[str, Any]:
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    test_points = equation.sample(k_test, config.n_test)
+    test_points = equation.test_points(k_test, config.n_test)
     target = jax.vmap(equation.exact)(test_points)
     trivial_error = relative_l2(jax.vmap(equation.trivial)(test_points), target)
     predict = jax.jit(jax.vmap(lambda p, z: equation.ansatz(lambda q: mlp(p, q), z),
@@ -452,7 +452,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="the PDE (see stde/pinn/equations.py)")
     parser.add_argument("--dim", type=_count, default=None,
                         help="spatial dimension d (default: the equation's own, "
-                             "1 for kdv, 100 for the others)")
+                             "1 for kdv, 2 for kdv_2d and kp, 100 for the others)")
     parser.add_argument("--method", default=defaults.method, choices=METHODS,
                         help="sparse/dense STDE, exact collapsed Taylor mode, or SDGD (HVPs)")
     parser.add_argument("--n-samples", type=_count, default=defaults.n_samples,

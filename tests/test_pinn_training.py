@@ -20,7 +20,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "
 
 def fixed_batch_losses(name, method, steps=25, d=3):
     """Loss on one fixed batch before and after ``steps`` Adam steps on that batch."""
-    equation = pe.make_equation(name, 1 if name == "kdv" else d)
+    equation = pe.make_equation(name, pe.FIXED_DIMS.get(name, d))
     loss = harness.make_loss(equation, harness.make_estimate(equation, method, 2))
     params = harness.init_mlp(jax.random.PRNGKey(0), [equation.input_dim, 8, 8, 1])
     points = equation.sample(jax.random.PRNGKey(1), 16)
