@@ -10,16 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import train_pinn as tp  # examples/ is on the path (pyproject.toml: pythonpath)
 
+import stde.pinn.equations as pe
 from benchmarks import report
 from benchmarks.run import run
 from benchmarks.suites import stde_paper as sp
 from stde.pinn.equations import make_equation
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-import train_pinn as tp  # noqa: E402
 
 
 def test_tiny_run_trains_both_methods_and_reports_them_beside_the_paper(tmp_path):
@@ -45,9 +44,9 @@ def _with_exact(name, dim, exact):
 def test_baseline_is_exact_when_the_solution_depends_on_radius_and_time_only():
     radial = _with_exact("allen_cahn", 4,
                          lambda x: (1 - jnp.sum(x ** 2)) * jnp.cos(jnp.sum(x ** 2)))
-    assert sp.radial_time_baseline_error(radial, jax.random.PRNGKey(0), 300) < 1e-5
+    assert pe.sampled_radial_baseline_error(radial, jax.random.PRNGKey(0), 300) < 1e-5
     timed = _with_exact("heat", 3, lambda z: jnp.exp(-z[-1]) * (1 - jnp.sum(z[:-1] ** 2)))
-    assert sp.radial_time_baseline_error(timed, jax.random.PRNGKey(0), 300) < 1e-5
+    assert pe.sampled_radial_baseline_error(timed, jax.random.PRNGKey(0), 300) < 1e-5
 
 
 def test_baseline_beats_the_trivial_predictor_and_chunking_changes_nothing():
@@ -56,16 +55,16 @@ def test_baseline_beats_the_trivial_predictor_and_chunking_changes_nothing():
     target = jax.vmap(equation.exact)(points)
     trivial = float(jnp.linalg.norm(jax.vmap(equation.trivial)(points) - target)
                     / jnp.linalg.norm(target))
-    whole = sp.radial_time_baseline_error(equation, jax.random.PRNGKey(0))
-    chunked = sp.radial_time_baseline_error(equation, jax.random.PRNGKey(0), chunk_floats=6 * 64)
+    whole = pe.sampled_radial_baseline_error(equation, jax.random.PRNGKey(0))
+    chunked = pe.sampled_radial_baseline_error(equation, jax.random.PRNGKey(0), chunk_floats=6 * 64)
     assert whole < 1.05 * trivial
     # fold_in keys per chunk draw different points: same statistic, not the same digits
     assert chunked == pytest.approx(whole, rel=0.1)
 
 
 def test_features_span_the_tensor_polynomials():
-    points = np.random.default_rng(0).uniform(0, 0.5, (50, 3))
-    features = sp.radial_time_features(points, has_time=True, degree=3)
+    coordinates = np.random.default_rng(0).uniform(0, 0.5, (50, 2))
+    features, _, _ = pe.radial_features(coordinates, degree=3)
     assert features.shape == (50, 10)
     assert np.linalg.matrix_rank(features) == 10
 

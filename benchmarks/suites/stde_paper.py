@@ -8,8 +8,9 @@ is its own. Per equation and dimension it records iterations per second (the fir
 compiling step excluded), peak memory, the relative L2 error after the configured steps,
 and beside that error two baselines that use no training: the equation's trivial
 predictor and the best predictor that sees only ``|x|²`` and ``t``
-(:func:`radial_time_baseline_error`). Where the paper reports a figure for the same
-equation, dimension and ``|J|`` it is printed in the same row (:data:`PAPER_FIGURES`).
+(:func:`stde.pinn.equations.sampled_radial_baseline_error`). Where the paper reports a
+figure for the same equation, dimension and ``|J|`` it is printed in the same row
+(:data:`PAPER_FIGURES`).
 
 SDGD (``method="sdgd"`` of ``train``: the sampled coordinates' second derivatives by
 Hessian-vector products, forward over reverse) runs beside sparse STDE at 10⁴ (and 10⁵ at
@@ -32,10 +33,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks.suites.base import Size
-from stde.pinn.equations import EQUATIONS, Equation, make_equation
+from stde.pinn.equations import EQUATIONS, make_equation, sampled_radial_baseline_error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -92,13 +92,13 @@ def _plan(entries: Sequence[tuple[Sequence[str], Sequence[int], str, Sequence[in
                  for equation in equations for dim in dims for n in samples)
 
 
-# The paper's equations by family. Names not (yet) in EQUATIONS are skipped with a note.
+# The paper's equations by family (a name missing from EQUATIONS is skipped with a note).
 ELLIPTIC_TWO_BODY = ("poisson", "allen_cahn", "sine_gordon")
 ELLIPTIC_OTHER = ("poisson_3body", "allen_cahn_3body", "sine_gordon_3body", "poisson_houman")
-TIME_DEPENDENT = ("heat", "heat_averaged", "allen_cahn_time", "sine_gordon_time", "hjb_lin",
-                  "hjb_lqg", "bsb", "wave")
+TIME_DEPENDENT = ("heat", "heat_averaged", "semilinear_heat_time", "allen_cahn_time",
+                  "sine_gordon_time", "hjb_lin", "hjb_lqg", "bsb", "wave")
 GRADIENT_ENHANCED = ("poisson_gpinn", "allen_cahn_gpinn", "sine_gordon_gpinn")
-LOW_DIMENSIONAL = ("kdv", "kdv2d", "kp")
+LOW_DIMENSIONAL = ("kdv", "kdv_2d", "kp")
 RIDGE = ("ridge",)
 
 PLANS: dict[str, tuple[Run, ...]] = {
@@ -149,71 +149,6 @@ def n_test_points(input_dim: int) -> int:
       (1000, 100)
     """
     return min(1000, max(100, TEST_SET_FLOATS // input_dim))
-
-
-# ---------------------------------------------------------------------------------------
-# The best predictor from |x|² and t alone.
-# ---------------------------------------------------------------------------------------
-
-
-def radial_time_features(points: np.ndarray, has_time: bool, degree: int) -> np.ndarray:
-    """Legendre polynomials in ``s = |x|²`` (and ``t``) of total degree ≤ ``degree``.
-
-    ``s`` and ``t`` lie in ``[0, 1]`` (the unit ball and the unit time interval) and are
-    mapped to ``[-1, 1]``; with time the features are the products ``P_i(s) P_j(t)``,
-    ``i + j ≤ degree``.
-
-    Example:
-      >>> radial_time_features(np.zeros((3, 4)), has_time=True, degree=2).shape
-      (3, 6)
-    """
-    x = points[:, :-1] if has_time else points
-    s = 2.0 * np.sum(np.square(x, dtype=np.float64), axis=-1) - 1.0
-    in_s = np.polynomial.legendre.legvander(s, degree)
-    if not has_time:
-        return in_s
-    in_t = np.polynomial.legendre.legvander(2.0 * points[:, -1].astype(np.float64) - 1.0,
-                                            degree)
-    return np.stack([in_s[:, i] * in_t[:, j] for i in range(degree + 1)
-                     for j in range(degree + 1 - i)], axis=-1)
-
-
-def radial_time_baseline_error(equation: Equation, key: jax.Array, n_points: int = 4000,
-                               degree: int = 10, chunk_floats: int = 2 ** 24) -> float:
-    """Relative L2 error of the best predictor of ``u*`` that sees only ``|x|²`` and ``t``.
-
-    Least squares (float64) of ``u*`` on :func:`radial_time_features` at ``n_points``
-    sampled points, scored on ``n_points`` other ones. A time-dependent equation (input
-    ``(x, t)``, ``input_dim = dim + 1``) uses both; an elliptic one ``|x|²`` alone. A trained
-    network that does not beat this number has learned nothing that depends on ``x``
-    beyond its radius. Points are drawn in chunks of at most ``chunk_floats`` input
-    floats, so ``d = 10⁶`` needs no more memory than ``d = 100``.
-
-    Example:
-      >>> import jax
-      >>> from stde.pinn.equations import make_equation
-      >>> error = radial_time_baseline_error(make_equation("allen_cahn", 5),
-      ...                                    jax.random.PRNGKey(0), n_points=200, degree=4)
-      >>> 0.0 < error < 1.0
-      True
-    """
-    has_time = equation.input_dim == equation.dim + 1
-    chunk = max(1, min(n_points, chunk_floats // equation.input_dim))
-    exact = jax.jit(jax.vmap(equation.exact))
-
-    def draw(part: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-        features, targets = [], []
-        for i, start in enumerate(range(0, n_points, chunk)):
-            points = equation.sample(jax.random.fold_in(part, i), min(chunk, n_points - start))
-            features.append(radial_time_features(np.asarray(points), has_time, degree))
-            targets.append(np.asarray(exact(points), np.float64))
-        return np.concatenate(features), np.concatenate(targets)
-
-    k_fit, k_score = jax.random.split(key)
-    fit_x, fit_y = draw(k_fit)
-    coefficients = np.linalg.lstsq(fit_x, fit_y, rcond=None)[0]
-    score_x, score_y = draw(k_score)
-    return float(np.linalg.norm(score_x @ coefficients - score_y) / np.linalg.norm(score_y))
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,7 +286,7 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
             row.update(in_fresh_process(run))
             key = (run.equation, run.dim)
             if key not in baselines:
-                baselines[key] = radial_time_baseline_error(
+                baselines[key] = sampled_radial_baseline_error(
                     make_equation(run.equation, run.dim), jax.random.PRNGKey(7))
             row["radial_time_error"] = baselines[key]
         except Exception as e:  # a run failing must not stop the others
