@@ -200,8 +200,8 @@ class Layout:
 
         Example:
           >>> layout = input_parallel(1)
-          >>> [w.spec for w, _ in layout.params(2)]
-          [PartitionSpec('input', None), PartitionSpec()]
+          >>> [tuple(w.spec) for w, _ in layout.params(2)]
+          [('input', None), ()]
         """
         return [(self.input_weight if i == 0 else self.replicated, self.replicated)
                 for i in range(layers)]
@@ -214,8 +214,8 @@ def device_mesh(devices: int, axis: str) -> Mesh:
       ValueError: JAX sees fewer devices, or the mesh would leave out a process's devices.
 
     Example:
-      >>> device_mesh(1, "batch").shape
-      OrderedDict([('batch', 1)])
+      >>> dict(device_mesh(1, "batch").shape)
+      {'batch': 1}
     """
     available = jax.devices()
     if len(available) < devices:
@@ -232,8 +232,8 @@ def data_parallel(devices: int) -> Layout:
     """Points and keys sharded by point over ``devices`` devices; parameters replicated.
 
     Example:
-      >>> data_parallel(1).points.spec
-      PartitionSpec('batch',)
+      >>> tuple(data_parallel(1).points.spec)
+      ('batch',)
     """
     mesh = device_mesh(devices, BATCH_AXIS)
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -252,8 +252,8 @@ def input_parallel(devices: int) -> Layout:
     layer runs on every device. ``d`` must be divisible by ``devices``.
 
     Example:
-      >>> input_parallel(1).input_weight.spec
-      PartitionSpec('input', None)
+      >>> tuple(input_parallel(1).input_weight.spec)
+      ('input', None)
     """
     mesh = device_mesh(devices, INPUT_AXIS)
     replicated = NamedSharding(mesh, PartitionSpec())
