@@ -28,11 +28,13 @@ TINY = {"equation": "allen_cahn", "dim": 4, "steps": 4, "batch": 8, "width": 8, 
 WORKER = textwrap.dedent(f"""
     import json, sys
     import numpy as np
+    from jax.experimental import multihost_utils
     sys.path.insert(0, {EXAMPLES!r})
     import train_pinn as tp
     for config, out in zip(sys.argv[1::2], sys.argv[2::2]):
         params, summary = tp.fit(tp.Config(**json.loads(config)))
-        arrays = [np.asarray(a) for layer in params for a in layer]
+        arrays = [multihost_utils.process_allgather(a, tiled=True)
+                  for layer in params for a in layer]
         np.savez(out, loss=summary["loss_curve"], error=[e for _, e in summary["error_curve"]],
                  processes=summary["processes"],
                  shard=params[0][0].addressable_shards[0].data.shape,
@@ -56,7 +58,7 @@ def environment(devices: int = 1) -> dict[str, str]:
     return env
 
 
-def run_all(commands: list[tuple[list[str], dict[str, str]]], timeout: float = 120
+def run_all(commands: list[tuple[list[str], dict[str, str]]], timeout: float = 300
             ) -> list[subprocess.CompletedProcess]:
     """Runs the commands concurrently; kills every one still running on timeout or error."""
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -90,25 +92,32 @@ def assert_same_run(a: dict, b: dict, rtol: float) -> None:
 def test_two_processes_train_like_one(tmp_path):
     """2 processes × 1 CPU device (gloo): the losses, held-out errors and parameters after 4
     steps equal one process's on 2 forced devices and on 1 device (same global batch, same
-    keys); only process 0 writes --out."""
+    keys), also with the first layer split over the processes; only process 0 writes --out."""
     address = f"127.0.0.1:{free_port()}"
-    commands = [worker([(dict(TINY, devices=2, processes=2, process_id=i, coordinator=address,
-                              out=str(tmp_path / f"out{i}")), str(tmp_path / f"process{i}.npz"))])
+    cluster = dict(TINY, devices=2, processes=2, coordinator=address)
+    commands = [worker([(dict(cluster, process_id=i, out=str(tmp_path / f"out{i}")),
+                         str(tmp_path / f"process{i}.npz")),
+                        (dict(cluster, process_id=i, shard_input_layer=True, out=""),
+                         str(tmp_path / f"split{i}.npz"))])
                 for i in range(2)]
     commands.append(worker([(dict(TINY, devices=n, out=""), str(tmp_path / f"single{n}.npz"))
                             for n in (2, 1)], devices=2))
     results = run_all(commands)
     for result in results:
         assert result.returncode == 0, result.stdout
-    process0, process1, two_devices, one_device = (
+    process0, process1, split0, split1, two_devices, one_device = (
         np.load(tmp_path / name) for name in
-        ("process0.npz", "process1.npz", "single2.npz", "single1.npz"))
+        ("process0.npz", "process1.npz", "split0.npz", "split1.npz", "single2.npz",
+         "single1.npz"))
     assert int(process0["processes"]) == 2 and int(two_devices["processes"]) == 1
     assert len(process0["loss"]) == TINY["steps"]
     assert_same_run(process0, process1, 0)
     # The same SPMD program on the same devices' shards; only the all-reduce differs.
     assert_same_run(process0, two_devices, 1e-6)
     assert_same_run(process0, one_device, 1e-5)
+    assert_same_run(split0, split1, 0)
+    assert_same_run(split0, one_device, 1e-5)
+    assert tuple(split0["shard"]) == (2, 8) and tuple(process0["shard"]) == (4, 8)
     assert sorted(os.listdir(tmp_path / "out0")) == ["curves.png", "summary.json"]
     assert not (tmp_path / "out1").exists()
 
