@@ -93,7 +93,8 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
     The step is compiled from shapes first (the compiler's memory is freed before any
     parameter exists); then parameters and Adam's state are created inside ``jit`` (no
     eager temporaries) and donated to every step, which therefore updates them in place.
-    Returns the median time of ``steps`` steps after the first one, XLA's flops and
+    Returns the median wall and CPU (user + system, all threads) time of ``steps`` steps
+    after the first one, XLA's flops and
     memory analysis of the step, this process's peak resident set size (and the size it
     had with JAX started, before compiling), and the bytes of the parameters plus Adam's
     state.
@@ -126,15 +127,17 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
     state = init_state(params)
     points = make_points(jax.random.PRNGKey(1))
     memory = compiled.memory_analysis()
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps + 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         params, state, value = jax.block_until_ready(compiled(params, state, points, keys))
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     state_bytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     peak = _peak_rss_bytes()
     return {"dim": dim, "method": f"train_{loss}", "median_s": statistics.median(times[1:]),
-            "min_s": min(times[1:]), "first_step_s": times[0], "flops": flops,
+            "min_s": min(times[1:]), "first_step_s": times[0],
+            "median_cpu_s": statistics.median(cpu_times[1:]), "flops": flops,
             "temp_bytes": temp, "alias_bytes": int(memory.alias_size_in_bytes),
             "argument_bytes": int(memory.argument_size_in_bytes),
             "state_bytes": state_bytes, "peak_rss_bytes": peak,
@@ -206,7 +209,8 @@ def scale_step(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
                 "train_primal / train_stde_sparse: the primal / stde_sparse step plus "
                 "Adam's update, parameters and Adam state donated; each in a fresh process "
                 "(not interleaved with the rows above): median of 5 steps after the "
-                "compiling one. peak RSS (ru_maxrss of that process, JAX runtime "
+                "compiling one (CPU time, user + system of all threads, in the JSON as "
+                "median_cpu_s). peak RSS (ru_maxrss of that process, JAX runtime "
                 "included) over params + Adam state bytes: " + ", ".join(
                     f"{r['method']} D={r['dim']}: {r['peak_rss_bytes'] / 2**20:.0f} MiB = "
                     f"{r['peak_rss_ratio']:.2f}x" for r in rows if "peak_rss_ratio" in r)
