@@ -81,9 +81,20 @@ def _losses(samples: int) -> dict[str, Callable[[Any, jax.Array, jax.Array], jax
 
 
 def _peak_rss_bytes() -> int:
-    """This process's peak resident set size (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    """This process's peak resident set size.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the peak of this process's own memory
+    (``ru_maxrss`` would keep the peak of the parent it was forked from, since the peak
+    is carried across ``exec``). Elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samples: int,
@@ -210,7 +221,7 @@ def scale_step(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
                 "Adam's update, parameters and Adam state donated; each in a fresh process "
                 "(not interleaved with the rows above): median of 5 steps after the "
                 "compiling one (CPU time, user + system of all threads, in the JSON as "
-                "median_cpu_s). peak RSS (ru_maxrss of that process, JAX runtime "
+                "median_cpu_s). peak RSS (VmHWM of that process, JAX runtime "
                 "included) over params + Adam state bytes: " + ", ".join(
                     f"{r['method']} D={r['dim']}: {r['peak_rss_bytes'] / 2**20:.0f} MiB = "
                     f"{r['peak_rss_ratio']:.2f}x" for r in rows if "peak_rss_ratio" in r)
