@@ -112,7 +112,10 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
 
     Example:
       >>> figures = training_step(8, "stde_sparse", (4,), batch=2, samples=2, steps=2)
-      >>> figures["state_bytes"] == 3 * 4 * (8 * 4 + 4 + 4 + 1)
+      >>> params = 8 * 4 + 4 + 4 * 1 + 1  # D=8 → 4 → 1
+      >>> figures["state_bytes"] == 4 * 3 * params + 4  # params, 2 moments, Adam's count
+      True
+      >>> figures["alias_bytes"] == figures["state_bytes"]  # all updated in place
       True
     """
     jax.block_until_ready(jnp.zeros(()))  # JAX's runtime started
