@@ -144,8 +144,10 @@ def initialize(cluster: Cluster | None, timeout_s: float = DEFAULT_TIMEOUT_S) ->
     collectives are gloo's (``jax_cpu_collectives_implementation``). If not all
     processes have joined after ``timeout_s`` seconds, the process prints what to check
     and exits with status :data:`TIMEOUT_EXIT_CODE` (JAX itself would abort after its
-    own deadline with a stack trace, or wait without a deadline for a coordinator that
-    never comes). Calling it again once joined does nothing.
+    own deadline with a stack trace). A process that dies later is noticed within
+    ``timeout_s`` too: the others' next collective fails with JAX's error, and JAX ends
+    them once the dead process's heartbeats have been missing for ``timeout_s`` (instead
+    of JAX's default 100 s). Calling it again once joined does nothing.
 
     Args:
       cluster: from :func:`cluster_from`.
@@ -172,7 +174,8 @@ def initialize(cluster: Cluster | None, timeout_s: float = DEFAULT_TIMEOUT_S) ->
     try:
         jax.distributed.initialize(
             cluster.coordinator, cluster.processes, cluster.process_id,
-            initialization_timeout=int(timeout_s) + _JAX_GRACE_S)
+            initialization_timeout=int(timeout_s) + _JAX_GRACE_S,
+            heartbeat_timeout_seconds=int(timeout_s), shutdown_timeout_seconds=int(timeout_s))
     finally:
         watchdog.cancel()
 
