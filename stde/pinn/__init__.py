@@ -2,4 +2,6 @@
 
 * :mod:`stde.pinn.equations`: PDEs with exact solutions (or reference values) and
   forcing terms derived in closed form, each checked against :func:`stde.operator`.
+* :mod:`stde.pinn.parallel`: training on several processes (JAX's distributed runtime)
+  and devices, data parallel or with the first layer split over its input axis.
 """
