@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -43,11 +44,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 from tqdm import tqdm
 
+from stde.pinn import parallel
 from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation
 from stde.pinn.harness import METHODS, Params, init_mlp, make_estimate, make_loss, mlp
 
@@ -75,6 +76,13 @@ class Config:
     eval_every: int = 100
     out: str | None = None
     quiet: bool = False
+    # Several processes (stde.pinn.parallel.cluster_from): None reads JAX_NUM_PROCESSES,
+    # JAX_PROCESS_ID, JAX_COORDINATOR_ADDRESS.
+    processes: int | None = None
+    process_id: int | None = None
+    coordinator: str | None = None
+    init_timeout: float = parallel.DEFAULT_TIMEOUT_S
+    shard_input_layer: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -84,15 +92,16 @@ class Config:
 
 def batch_sharding(devices: int) -> NamedSharding | None:
     """Data-parallel sharding of the leading (point) axis over ``devices`` devices."""
-    if devices <= 1:
-        return None
-    available = jax.devices()
-    if len(available) < devices:
-        raise ValueError(
-            f"--devices {devices} but JAX sees {len(available)}; on CPU set "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before starting.")
-    mesh = Mesh(np.array(available[:devices]), ("batch",))
-    return NamedSharding(mesh, PartitionSpec("batch"))
+    return None if devices <= 1 else parallel.data_parallel(devices).points
+
+
+def layout(config: Config) -> parallel.Layout | None:
+    """Where the step's arrays live: ``None`` on one device of one process."""
+    if config.shard_input_layer:
+        return parallel.input_parallel(config.devices)
+    if config.devices > 1 or jax.process_count() > 1:
+        return parallel.data_parallel(config.devices)
+    return None
 
 
 def shard(x: Array, sharding: NamedSharding | None) -> Array:
@@ -100,13 +109,17 @@ def shard(x: Array, sharding: NamedSharding | None) -> Array:
     return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
-def collocation(equation: Equation, key: Array, batch: int,
-                sharding: NamedSharding | None) -> tuple[Array, Array]:
-    """Fresh collocation points and one estimator key per point, sharded by point."""
+def collocation(equation: Equation, key: Array, batch: int, sharding: NamedSharding | None,
+                key_sharding: NamedSharding | None = None) -> tuple[Array, Array]:
+    """Fresh collocation points and one estimator key per point.
+
+    The points are laid out with ``sharding``, the keys with ``key_sharding`` (default:
+    ``sharding``, by point).
+    """
     k_points, k_estimator = jax.random.split(key)
     points = equation.sample(k_points, batch)
     keys = jax.random.split(k_estimator, batch)
-    return shard(points, sharding), shard(keys, sharding)
+    return shard(points, sharding), shard(keys, key_sharding or sharding)
 
 
 def relative_l2(prediction: Array, target: Array) -> float:
@@ -184,10 +197,18 @@ def default_n_test(dim: int) -> int:
 def check_config(config: Config) -> Config:
     """``config`` with its dimension resolved; ``ValueError`` saying what to change if invalid.
 
+    A config naming several processes (or the environment, see
+    :func:`stde.pinn.parallel.cluster_from`) joins JAX's distributed runtime here, before
+    anything else touches JAX.
+
     Example:
       >>> check_config(Config(equation="kdv")).dim
       1
     """
+    if not config.init_timeout > 0:
+        raise ValueError(f"--init-timeout must be positive, got {config.init_timeout}")
+    parallel.initialize(parallel.cluster_from(config.coordinator, config.processes,
+                                              config.process_id), config.init_timeout)
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose from {METHODS}")
     if config.equation not in EQUATIONS:
@@ -216,61 +237,91 @@ def check_config(config: Config) -> Config:
         if config.n_samples > count:
             raise ValueError(f"--n-samples {config.n_samples} exceeds the {count} directions "
                              f"that --method sdgd samples from (without replacement)")
-    if config.devices > 1:
-        batch_sharding(config.devices)  # raises if JAX sees fewer devices
-        if config.batch % config.devices:
+    if config.shard_input_layer and config.devices < 2:
+        raise ValueError("--shard-input-layer splits the first layer over --devices, "
+                         "which must then be at least 2")
+    if config.shard_input_layer and equation.input_dim % config.devices:
+        raise ValueError(f"--shard-input-layer: the network's input size {equation.input_dim} "
+                         f"must be divisible by --devices {config.devices}")
+    if config.devices > 1 or jax.distributed.is_initialized():
+        layout(config)  # raises if JAX sees fewer devices, or leaves out a process's
+        if config.batch % config.devices and not config.shard_input_layer:
             raise ValueError(f"--batch {config.batch} must be divisible by --devices "
                              f"{config.devices}")
     return config
 
 
 def train(config: Config) -> dict[str, Any]:
-    """Trains a PINN as configured; returns the summary that ``--out`` writes as JSON."""
+    """Trains a PINN as configured; returns the summary that ``--out`` writes as JSON.
+
+    On several processes every process trains (the same program on the same keys) and
+    returns the summary; only process 0 prints and writes ``--out``.
+    """
+    return fit(config)[1]
+
+
+def fit(config: Config) -> tuple[Params, dict[str, Any]]:
+    """:func:`train`, returning the trained parameters beside the summary."""
     config = check_config(config)
     equation = make_equation(config.equation, config.dim, config.seed)
     estimate = make_estimate(equation, config.method, config.n_samples)
     loss_fn = make_loss(equation, estimate)
-    sharding = batch_sharding(config.devices)
+    where = layout(config)
+    talk = not config.quiet and jax.process_index() == 0
 
     key = jax.random.PRNGKey(config.seed)
     k_init, k_test, k_train = jax.random.split(key, 3)
-    sizes = [equation.input_dim] + [config.width] * config.depth + [1]
-    params = init_mlp(k_init, sizes)
+    sizes = (equation.input_dim,) + (config.width,) * config.depth + (1,)
     if config.schedule == "linear":
         schedule = optax.linear_schedule(config.learning_rate, 0.0, config.steps)
     else:
         schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05)
     optimizer = optax.adam(schedule)
-    opt_state = optimizer.init(params)
+    # Parameters and Adam's moments are created where the layout puts them (never whole
+    # on one device when the first layer is sharded) and updated in place: the step
+    # donates them, so a step allocates no new parameter-sized buffers for its results.
+    param_shardings = state_shardings = replicated = None
+    if where is not None:
+        param_shardings, replicated = where.params(len(sizes) - 1), where.replicated
+        state_shardings = optax.tree_map_params(
+            optimizer, lambda _, sharding: sharding,
+            jax.eval_shape(optimizer.init, jax.eval_shape(lambda k: init_mlp(k, sizes), k_init)),
+            param_shardings, transform_non_params=lambda _: replicated)
+    params = jax.jit(init_mlp, static_argnums=1, out_shardings=param_shardings)(k_init, sizes)
+    opt_state = jax.jit(optimizer.init, out_shardings=state_shardings)(params)
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=(0, 1),
+                       out_shardings=(param_shardings, state_shardings, replicated))
     def step(params: Params, opt_state: Any, key: Array) -> tuple[Params, Any, Array]:
-        points, keys = collocation(equation, key, config.batch, sharding)
+        points, keys = collocation(equation, key, config.batch, where and where.points,
+                                   where and where.keys)
         loss, grads = jax.value_and_grad(loss_fn)(params, points, keys)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    test_points = equation.test_points(k_test, config.n_test)
+    test_points = jax.jit(equation.test_points, static_argnums=1,
+                          out_shardings=where and where.test_points)(k_test, config.n_test)
     target = jax.vmap(equation.exact)(test_points)
     trivial_error = relative_l2(jax.vmap(equation.trivial)(test_points), target)
     predict = jax.jit(jax.vmap(lambda p, z: equation.ansatz(lambda q: mlp(p, q), z),
                                (None, 0)))
 
-    if not config.quiet:
+    if talk:
         print(f"{equation.name} (d={equation.dim}): {equation.description}")
         print(f"method={config.method} n_samples={config.n_samples} batch={config.batch} "
-              f"steps={config.steps} devices={config.devices} backend={jax.default_backend()}")
+              f"steps={config.steps} devices={config.devices} processes={jax.process_count()} "
+              f"backend={jax.default_backend()}")
         print("compiling the training step (the first step; typically 10-30 s on a CPU) ...",
               flush=True)
     compile_start = time.perf_counter()
     params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, 0))
     loss.block_until_ready()
     compile_seconds = time.perf_counter() - compile_start
-    if not config.quiet:
+    if talk:
         print(f"compiled and ran the first step in {compile_seconds:.1f} s", flush=True)
 
     losses, errors = [float(loss)], [(0, relative_l2(predict(params, test_points), target))]
-    progress = Progress(config.steps, enabled=not config.quiet)
+    progress = Progress(config.steps, enabled=talk)
     start = time.perf_counter()
     for i in range(1, config.steps):
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, i))
@@ -291,7 +342,8 @@ def train(config: Config) -> dict[str, Any]:
     summary = {
         "equation": equation.name, "dim": equation.dim, "method": config.method,
         "n_samples": config.n_samples, "steps": config.steps, "batch": config.batch,
-        "devices": config.devices, "relative_l2_error": error,
+        "devices": config.devices, "processes": jax.process_count(),
+        "relative_l2_error": error,
         "trivial_predictor_error": trivial_error,
         "iterations_per_second": rate,
         "compile_seconds": compile_seconds, "peak_rss_mib": peak_memory_mib(),
@@ -299,19 +351,19 @@ def train(config: Config) -> dict[str, Any]:
         "loss_steps": [s for s, _ in errors], "error_curve": errors,
         "config": dataclasses.asdict(config),
     }
-    if not config.quiet:
+    if talk:
         print(f"relative L2 error          {error:.3e}")
         print(f"trivial predictor's error  {trivial_error:.3e}   "
-              f"({'(1-|x|²)·u*(0)' if equation.input_dim == equation.dim else 'u*(x, t=0)'})")
+              "(the untrained baseline, Equation.trivial)")
         measured = (f"{rate:.1f}" if rate is not None
                     else "not measured (--steps 1 runs only the compiling first step)")
         print(f"iterations per second      {measured}   "
               f"(first step incl. compilation: {compile_seconds:.1f} s)")
         print(f"peak memory                {summary['peak_rss_mib']:.0f} MiB   "
               f"(peak resident set size of the whole process, ru_maxrss)")
-    if config.out:
+    if config.out and jax.process_index() == 0:
         write_outputs(summary, config.out, quiet=config.quiet)
-    return summary
+    return params, summary
 
 
 def plot_curves(summary: dict[str, Any]) -> Any:
@@ -483,6 +535,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="folder for summary.json and curves.png (default: named after "
                              "the settings, see below; '' writes nothing)")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
+    parser.add_argument("--shard-input-layer", action="store_true",
+                        help="model parallel: split the first layer's d x width weight (and "
+                             "the points' coordinates) over --devices instead of the points")
+    cluster = parser.add_argument_group(
+        "several processes (JAX's distributed runtime; each flag defaults to its environment "
+        "variable)")
+    cluster.add_argument("--processes", type=_count, default=None,
+                         help=f"number of processes (${parallel.PROCESSES_ENV}; default 1)")
+    cluster.add_argument("--process-id", type=_natural, default=None,
+                         help=f"this process's index, 0..processes-1 (${parallel.PROCESS_ID_ENV})")
+    cluster.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                         help="address of the coordination service that process 0 starts "
+                              f"(${parallel.COORDINATOR_ENV})")
+    cluster.add_argument("--init-timeout", type=_positive, default=defaults.init_timeout,
+                         help="seconds to wait for all processes to join before giving up")
     args = parser.parse_args(argv)
     config = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
     try:

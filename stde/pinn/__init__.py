@@ -5,4 +5,6 @@
 * :mod:`stde.pinn.harness`: the tanh MLP, the operator estimators (STDE, exact, the
   SDGD baseline) and the PINN loss that the trainer, the tutorial, the benchmarks and
   the tests share.
+* :mod:`stde.pinn.parallel`: training on several processes (JAX's distributed runtime)
+  and devices, data parallel or with the first layer split over its input axis.
 """
