@@ -13,7 +13,8 @@ coefficients are always dense.
   top go through the primitive, sparse entries move to their new positions.
 * ``dot_general`` with a constant operand that contracts all of the sparse operand's
   axes (a network's first layer): ``y_k[r] = Σ_p values[r, p] W[indices[r, p]]``, a gather
-  of ``P`` rows, so the cost does not depend on ``D``.
+  of ``P`` rows, so the cost does not depend on ``D``; or only its last axis (a per-row
+  layer, e.g. per electron): each entry becomes a row of ``F`` entries.
 * Calls (``jit``, ``custom_vjp_call``, ``checkpoint``): their ordinary rules, which
   interpret the body on the jets as given (a sparse coefficient is a pytree, so it
   crosses the ``jit`` boundary). ``custom_jvp_call`` takes its derivatives from its JVP
@@ -178,6 +179,9 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     elif sparse.has_sparse(b) and a.is_constant and not batch_b \
             and len(contract_b) == np.ndim(b.primal):
         x, weights, mine, theirs = b, a.primal, contract_b, contract_a
+    elif sparse.has_sparse(a) and b.is_constant and not batch_a and len(contract_a) == 1 \
+            and contract_a[0] == np.ndim(a.primal) - 1:
+        return _per_row_rule(ctx, a, b, params)
     else:
         return densified(lax.dot_general_p, ctx, inputs, **params)
     bind = _bind(lax.dot_general_p, params)
@@ -201,6 +205,38 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     top = None if x.summed is None else (bind(x.summed, weights) if x is a
                                          else bind(weights, x.summed))
     return JetValue(primal, tuple(linear(c) for c in x.lower), top)
+
+
+def _per_row_rule(ctx: Context, a: JetValue, b: JetValue, params: dict[str, Any]) -> JetValue:
+    """``a @ W``-like ``dot_general`` contracting the last axis of a sparse ``a``.
+
+    A per-row layer (each electron's, each pair's features times a constant weight):
+    an entry at row ``i``, column ``c`` becomes the row ``i`` of the output, ``value ·
+    W[c, :]``. The entry count grows by the weight's free size ``F``; where that would
+    exceed the dense size, the coefficient is densified.
+    """
+    (_, (contract_b,)), _ = params["dimension_numbers"]
+    bind = _bind(lax.dot_general_p, params)
+    primal = bind(a.primal, b.primal)
+    dtype = jnp.result_type(primal)
+    width = np.shape(a.primal)[-1]
+    rows = jnp.moveaxis(b.primal, contract_b, 0).reshape(width, -1).astype(dtype)
+    features = rows.shape[1]
+    out_shape = tuple(np.shape(primal))
+
+    def linear(c: Any) -> Any:
+        if c is None:
+            return None
+        if not is_sparse(c) or c.indices.shape[1] * features > max(np.prod(out_shape), 1):
+            return jax.vmap(lambda u: bind(u, b.primal))(sparse.densify(c))
+        row, column = c.indices // width, c.indices % width
+        offsets = jnp.arange(features, dtype=c.indices.dtype)
+        indices = (row[:, :, None] * features + offsets).reshape(c.directions, -1)
+        values = (c.values.astype(dtype)[:, :, None] * rows[column]).reshape(c.directions, -1)
+        return c.with_entries(indices, values, out_shape, distinct=False)
+
+    top = None if a.summed is None else bind(a.summed, b.primal)
+    return JetValue(primal, tuple(linear(c) for c in a.lower), top)
 
 
 # ------------------------------------------------------------------------ registration

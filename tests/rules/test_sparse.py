@@ -67,6 +67,10 @@ CASES = {
     "dot_matrix": lambda x: jnp.tanh(jnp.einsum("ij,ijk->k", x.reshape(2, 3), W3)),
     "dot_free_axis": lambda x: jnp.tanh(x.reshape(2, 3) @ W3[0]),
     "dot_two_jets": lambda x: jnp.sin(x @ x),
+    "dot_per_row": lambda x: jnp.tanh(x.reshape(3, 2) @ W3[0, :2] + 1.0),
+    "dot_per_row_densifies": lambda x: jnp.tanh(x.reshape(3, 2) @ W3[0, :2]) @ W3[1].T,
+    "dot_per_row_3d": lambda x: jnp.sin(jnp.einsum("ijc,cf->ijf", x.reshape(3, 1, 2),
+                                                   W3[0, :2, :3])),
     # unary elementwise
     "exp": jnp.exp, "exp2": jnp.exp2, "expm1": jnp.expm1, "tanh": jnp.tanh, "tan": jnp.tan,
     "logistic": jax.nn.sigmoid, "sin": jnp.sin, "cos": jnp.cos, "sinh": jnp.sinh,
@@ -95,7 +99,7 @@ STAYS_SPARSE = {"reshape", "squeeze", "convert", "reduce_sum", "reduce_all", "br
                 "add_shifted", "sub_neg", "mul_constant", "mul_jets", "mul_scalar_jet",
                 "two_body", "exp", "tanh", "sin", "log", "integer_pow", "square", "jit",
                 "checkpoint", "add_broadcast", "pair_difference", "mul_broadcast", "div",
-                "abs_sign_rem", "log2_expansion"} | {
+                "abs_sign_rem", "log2_expansion", "dot_per_row", "dot_per_row_3d"} | {
     # every unary elementwise primitive (the registry's sparse=True rules)
     "exp2", "expm1", "tan", "logistic", "cos", "sinh", "cosh", "atan", "asinh", "erf",
     "erfc", "log1p", "sqrt", "rsqrt", "cbrt", "atanh", "asin", "acos", "acosh", "erf_inv"}
