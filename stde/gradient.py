@@ -19,12 +19,15 @@ from stde.core import JetValue
 from stde.exact import flatten_argument
 from stde.jets import evaluate_jets
 
-SPARSE_MIN_DIM = 32
+SPARSE_MIN_DIM = 96
 """From this many coordinates on, :func:`value_grad_laplacian` holds ``e_1 .. e_D`` sparse.
 
-Measured on the VMC suite's wavefunction (16 walkers, width 32, jax 0.12, one pinned
-core): sparse/dense time 1.7× at ``D = 12`` (4 electrons), 0.9× at ``D = 48`` and
-0.42× at ``D = 96`` (temporaries 105 MiB against 249 MiB).
+Measured on the VMC suite's wavefunction (16 walkers, width 32, one pinned core of a
+loaded machine, methods interleaved in one process): sparse/dense time 1.5× at
+``D = 48`` (16 electrons; jax 0.10.2 and 0.12 alike, though 13% fewer XLA flops and
+23% fewer temporary bytes) and 0.93× at ``D = 96`` (32 electrons, jax 0.12; 0.75× the
+flops, 105 against 249 MiB of temporaries). The gathers, scatters and sorts of sparse
+entries cost more time on CPU than their flop count says.
 """
 
 
