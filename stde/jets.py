@@ -33,8 +33,8 @@ def _primal_leaves(primals: Sequence[PyTree]) -> list[tuple[list[jax.Array], Any
     """Each primal's leaves as arrays, and its tree structure.
 
     Integer and boolean leaves are allowed: they cannot move along a curve, so they
-    are constants whose series are ignored (as ``jax.experimental.jet.jet`` ignores a
-    predicate's series, and as ``jax.jvp`` gives them no tangent).
+    are constants (as ``jax.jvp`` gives them no tangent); their series must be zero
+    (see :func:`_constant_series`).
     """
     out = []
     for i, primal in enumerate(primals):
@@ -56,9 +56,41 @@ def _input(primal: jax.Array, lower: tuple[Any, ...], top: Any, order: int) -> J
     return JetValue(primal, lower, top)
 
 
+def _constant_series(c: Any, primal: jax.Array, what: str) -> None:
+    """Checks that the coefficient ``c`` of an integer or boolean primal is zero.
+
+    Such a primal is a constant, so its series is dropped; a non-zero series would be
+    dropped in silence where ``jax.experimental.jet.jet`` would push it on (e.g.
+    through ``jnp.sin``'s conversion to float). ``None``, a ``float0`` array and a
+    concrete all-zero array are accepted; anything else is a ``ValueError``.
+    """
+    if c is None or jnp.result_type(c) == jax.dtypes.float0:
+        return
+    try:
+        concrete = np.asarray(c)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        raise ValueError(
+            f"{what} is a traced array for a {primal.dtype} primal: an integer or boolean "
+            f"primal is a constant and its series must be zero, which cannot be checked "
+            f"on a tracer. Pass None for it, or cast the primal to a float dtype (e.g. "
+            f"x.astype(jnp.float32)) to differentiate along it.") from None
+    if np.any(concrete != 0):
+        raise ValueError(
+            f"{what} is non-zero but its primal has dtype {primal.dtype}: integer and "
+            f"boolean primals are constants and carry no Taylor coefficients, so the series "
+            f"would be dropped. Cast the primal to a float dtype (e.g. "
+            f"x.astype(jnp.float32)) to differentiate along it, or pass None (or zeros).")
+
+
 def _coefficient(c: Any, primal: jax.Array, leading: tuple[int, ...], what: str) -> Any:
-    """``c`` as an array of ``primal``'s dtype, checked to be ``(*leading, *primal.shape)``."""
-    if c is None or not is_float(primal):
+    """``c`` as an array of ``primal``'s dtype, checked to be ``(*leading, *primal.shape)``.
+
+    The coefficient of an integer or boolean primal must be zero and becomes ``None``.
+    """
+    if not is_float(primal):
+        _constant_series(c, primal, what)
+        return None
+    if c is None:
         return None
     python_scalar = isinstance(c, int | float) and not isinstance(c, bool)
     c = jnp.asarray(c)
@@ -159,9 +191,10 @@ def collapsed_jet(fun: Callable[..., Any], primals: Sequence[PyTree],
 
     Raises:
       TypeError: integer or complex coefficients of a real primal, non-array leaves,
-        ``summed`` missing. (Integer and boolean primals are constants.)
+        ``summed`` missing.
       ValueError: mismatched shapes or tree structures, ``R`` or ``K`` differing
-        across primals.
+        across primals, a non-zero (or traced) coefficient of an integer or boolean
+        primal (such primals are constants; cast them to float to differentiate).
 
     Example:
       >>> import jax.numpy as jnp
@@ -232,7 +265,7 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
     Args:
       fun: a function of ``len(primals)`` arrays (or pytrees of arrays).
       primals: tuple of primal values. Integer and boolean primals are constants: their
-        series are ignored, as ``jax.experimental.jet.jet`` ignores a predicate's.
+        series must be ``None`` or zero (cast such a primal to float to move it).
       series: one entry per primal: a sequence of ``K`` derivative-scaled coefficients
         ``x_1 .. x_K`` shaped like the primal (``None`` for a known zero), floating-point
         like the primal.
@@ -247,7 +280,8 @@ def jet(fun: Callable[..., Any], primals: Sequence[PyTree],
     Raises:
       TypeError: integer or complex coefficients of a real primal, ``fun`` returning
         ``None`` or a Python integer, non-array leaves.
-      ValueError: mismatched shapes, tree structures or series lengths.
+      ValueError: mismatched shapes, tree structures or series lengths; a non-zero (or
+        traced) coefficient of an integer or boolean primal.
 
     Example:
       >>> import jax.numpy as jnp

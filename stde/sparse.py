@@ -9,8 +9,16 @@ array and the first layer of a network costs ``R·D·H`` per point; held as
 is ``Σ_p values[r, p] e_{indices[r, p]}`` in the flattened shape ``S``. Entries with equal
 indices add up. It is a pytree (``indices`` and ``values`` are leaves, the shape is static),
 so ``jit``, ``vmap`` and ``grad`` compose with it. The summed top coefficient is always
-dense. Rules keep a coefficient sparse where that is cheap (:mod:`stde.rules.sparse`);
-everything else turns it into an array with :func:`densify`, the one place that does.
+dense.
+
+The coefficient arithmetic of :mod:`stde.rules.series` (products with a primal or with
+another lower coefficient, sums, scaling, the sum over directions) dispatches to the
+functions here for a sparse operand (:func:`times_array`, :func:`times_lower`,
+:func:`plus`, :func:`scale`, :func:`scatter_sum`), so every rule written on that
+arithmetic (products, quotients, powers, every unary elementwise rule) keeps a sparse
+coefficient sparse. Index maps have their own rules (:mod:`stde.rules.sparse`);
+everything else turns a coefficient into an array with :func:`densify`, the one place
+that does, and the registry says why (:func:`stde.rules.registry.sparsity`).
 """
 
 from __future__ import annotations
@@ -162,6 +170,85 @@ def values_at(c: SparseCoefficient, other: Any) -> Array:
         return gather(other, c)
     match = c.indices[:, :, None] == other.indices[:, None, :]
     return jnp.sum(jnp.where(match, other.values[:, None, :], 0), axis=-1)
+
+
+def times_array(c: SparseCoefficient, array: Array) -> SparseCoefficient:
+    """``c`` times a direction-free ``array`` that broadcasts to ``c``'s shape ``S``.
+
+    The product is zero off ``c``'s entries, so it stays sparse: ``array`` is read
+    there (:func:`gather`).
+    """
+    return c.with_entries(c.indices, c.values * gather(array, c).astype(c.dtype))
+
+
+def times_lower(u: Any, v: Any) -> Any:
+    """Elementwise product of two lower coefficients of one shape, direction by direction.
+
+    Either may be dense ``(R, *S)``; the product is sparse on the entries of a sparse one.
+    Two coefficients sharing one distinct index list multiply their values; otherwise a
+    sparse factor's entries read the other factor there (:func:`values_at`).
+    """
+    if not is_sparse(u):
+        u, v = v, u
+    if is_sparse(v) and v.indices is u.indices and u.distinct and v.distinct:
+        return u.with_entries(u.indices, u.values * v.values)
+    return u.with_entries(u.indices, u.values * values_at(u, v))
+
+
+def plus(u: Any, v: Any, sign: int = 1) -> Any:
+    """``u + sign · v`` of lower coefficients of one shape, at least one sparse.
+
+    Two sparse ones merge their index lists (:func:`add`); a dense one densifies the sum.
+    """
+    if is_sparse(u) and is_sparse(v):
+        return add(u, v, sign)
+    u, v = densify(u), densify(v)
+    return u + v if sign > 0 else u - v
+
+
+def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
+                     dimensions: Sequence[int]) -> SparseCoefficient | None:
+    """``c`` broadcast as ``lax.broadcast_in_dim`` does (``None`` when denser than dense).
+
+    Each entry is repeated along the new and the expanded (size-1) axes.
+    """
+    multi = list(jnp.unravel_index(c.indices, c.primal_shape)) if c.primal_shape else []
+    strides = [int(np.prod(shape[o + 1:], dtype=np.int64)) for o in range(len(shape))]
+    base = jnp.zeros_like(c.indices)
+    expanded = []
+    for o, size in enumerate(shape):
+        a = list(dimensions).index(o) if o in dimensions else None
+        if a is not None and c.primal_shape[a] == size:
+            base = base + multi[a] * strides[o]
+        elif size > 1:
+            expanded.append(o)
+    copies = int(np.prod([shape[o] for o in expanded], dtype=np.int64))
+    if copies * c.indices.shape[1] > max(int(np.prod(shape, dtype=np.int64)), 1):
+        return None
+    offsets = np.zeros(1, np.int64)
+    for o in expanded:
+        offsets = (offsets[:, None] + np.arange(shape[o]) * strides[o]).reshape(-1)
+    indices = (base[:, :, None] + jnp.asarray(offsets, c.indices.dtype)[None, None, :]).reshape(
+        c.directions, -1)
+    values = jnp.repeat(c.values, copies, axis=1)
+    return c.with_entries(indices, values, shape)
+
+
+def broadcast_to(c: SparseCoefficient, shape: tuple[int, ...]) -> SparseCoefficient | None:
+    """``c`` broadcast to ``shape`` by NumPy's rules (``None`` when denser than dense).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> c = SparseCoefficient(jnp.array([[1]]), jnp.array([[2.0]]), (2, 1))
+      >>> densify(broadcast_to(c, (2, 3))).tolist()
+      [[[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]]]
+
+    """
+    shape = tuple(shape)
+    if shape == c.primal_shape:
+        return c
+    lead = len(shape) - len(c.primal_shape)
+    return broadcast_in_dim(c, shape, tuple(range(lead, len(shape))))
 
 
 def add(a: SparseCoefficient, b: SparseCoefficient, sign: int = 1) -> SparseCoefficient:

@@ -17,7 +17,7 @@ MICRO = dataclasses.replace(SIZES["tiny"], name="micro", hidden=(4,), batches=(2
                             samples=(2,), pinn_dims=(6,), pinn_hidden=(4,), repeats=1,
                             scale_dims=(6,))
 CORE = {"nested", "taylor", "stde_jet", "stde_collapsed", "sdgd_hvp", "stde_sparse",
-        "stde_collapsed_lap2", "folx"}
+        "stde_collapsed_lap2", "folx", "folx_sparse"}
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,43 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _log_psi(params, x):
-    """A tiny determinant wavefunction: log|det| of orbitals of 3 particles in 2D."""
-    orbitals = jnp.tanh(x.reshape(3, 2) @ params["w"] + params["b"])      # (3, 3)
-    return jnp.linalg.slogdet(orbitals)[1] - 0.1 * jnp.sum(x ** 2)
+    """A tiny FermiNet-like wavefunction of 3 particles in 2D.
+
+    Per-particle and pair features (``r_i - r_j``, broadcast), a per-particle layer,
+    a mean over particles, then log|det| of the orbitals: the Jacobian sparsity of
+    sparse directions is kept, then densified, on the way.
+    """
+    r = x.reshape(3, 2)
+    diff = r[:, None, :] - r[None, :, :]                                     # (3, 3, 2)
+    pair = jnp.tanh(jnp.concatenate([diff, jnp.sum(diff ** 2, -1, keepdims=True)], -1)
+                    @ params["pair"])                                         # (3, 3, 4)
+    h = jnp.tanh(r @ params["w"] + jnp.mean(pair, 1) @ params["mix"] + params["b"])
+    return jnp.linalg.slogdet(h)[1] - 0.1 * jnp.sum(x ** 2)
 
 
 def _params():
-    keys = jax.random.split(jax.random.key(0), 2)
+    keys = jax.random.split(jax.random.key(0), 3)
     return {"w": jax.random.normal(keys[0], (2, 3), jnp.float64),
-            "b": jax.random.normal(keys[1], (3,), jnp.float64)}
+            "b": jax.random.normal(keys[1], (3,), jnp.float64),
+            "pair": jax.random.normal(keys[2], (3, 4), jnp.float64),
+            "mix": 0.5 * jnp.ones((4, 3), jnp.float64)}
 
 
-def test_matches_grad_and_hessian_trace():
+SPARSE = pytest.mark.parametrize("sparse", [False, True, None])
+
+
+@SPARSE
+def test_matches_grad_and_hessian_trace(sparse):
     params = _params()
     x = jax.random.normal(jax.random.key(1), (6,), jnp.float64)
-    value, grad, lap = stde.value_grad_laplacian(_log_psi, argnums=1)(params, x)
+    value, grad, lap = stde.value_grad_laplacian(_log_psi, argnums=1, sparse=sparse)(params, x)
     np.testing.assert_allclose(value, _log_psi(params, x), rtol=1e-12)
     np.testing.assert_allclose(grad, jax.grad(_log_psi, 1)(params, x), rtol=1e-9)
     np.testing.assert_allclose(lap, jnp.trace(jax.hessian(_log_psi, 1)(params, x)), rtol=1e-9)
 
 
-def test_vmap_over_walkers_and_grad_of_mean_local_energy():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_vmap_over_walkers_and_grad_of_mean_local_energy(sparse):
     params = _params()
     walkers = jax.random.normal(jax.random.key(2), (4, 6), jnp.float64)
 
@@ -47,7 +63,7 @@ def test_vmap_over_walkers_and_grad_of_mean_local_energy():
         return _log_psi(p, x), grad, jnp.trace(jax.hessian(_log_psi, 1)(p, x))
 
     ours = jax.jit(jax.value_and_grad(lambda p: energy(p, stde.value_grad_laplacian(
-        _log_psi, argnums=1))))(params)
+        _log_psi, argnums=1, sparse=sparse))))(params)
     want = jax.jit(jax.value_and_grad(lambda p: energy(p, reference)))(params)
     np.testing.assert_allclose(ours[0], want[0], rtol=1e-9)
     for key in params:
@@ -62,7 +78,7 @@ def test_array_output_jacobian_shape_and_matrix_argument():
         h = jnp.tanh(x.reshape(-1) @ params[0][0] + params[0][1])
         return h @ params[1][0] + params[1][1]
 
-    value, jac, lap = stde.value_grad_laplacian(f)(x)
+    value, jac, lap = stde.value_grad_laplacian(f, sparse=True)(x)
     assert value.shape == (2,) and jac.shape == (2, 2, 2) and lap.shape == (2,)
     np.testing.assert_allclose(jac, jax.jacfwd(f)(x), rtol=1e-9)
     hess = jax.hessian(f)(x).reshape(2, 4, 4)

@@ -129,16 +129,16 @@ def test_factorial_scaled_false_matches_jax_experimental_jet():
         np.testing.assert_allclose(c * math.factorial(k), d, rtol=1e-12)
 
 
-def test_bool_primal_series_is_ignored_like_jax_experimental_jet():
+def test_bool_primal_with_zero_series_matches_jax_experimental_jet():
     b = jnp.array([True, False, True])
     x = jnp.array([0.3, -0.2, 0.5])
-    series_b = [jnp.array([0.4, 1.0, -2.0]), jnp.array([3.0, 0.5, 1.0])]
     series_x = [jnp.array([1.0, 0.5, -0.3]), jnp.array([0.2, 0.1, 0.7])]
     f = lambda b, x: jnp.where(b, jnp.sin(x), x * x)  # noqa: E731
-    want_primal, want = jax_jet.jet(f, (b, x), (series_b, series_x))
-    got_primal, got = stde.jet(f, (b, x), (series_b, series_x))
-    np.testing.assert_array_equal(got_primal, want_primal)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    want_primal, want = jax_jet.jet(f, (b, x), ([jnp.zeros(3)] * 2, series_x))
+    for series_b in ([None, None], [jnp.zeros(3), jnp.zeros(3)], [np.zeros(3, bool)] * 2):
+        got_primal, got = stde.jet(f, (b, x), (series_b, series_x))
+        np.testing.assert_array_equal(got_primal, want_primal)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_integer_primal_is_a_constant():
@@ -146,10 +146,47 @@ def test_integer_primal_is_a_constant():
     x = jnp.array([0.3, -0.2, 0.5])
     series_x = [jnp.array([1.0, 0.5, -0.3]), jnp.array([0.2, 0.1, 0.7])]
     f = lambda n, x: jnp.sin(x) * n  # noqa: E731
-    got_primal, got = stde.jet(f, (n, x), ([jnp.ones(3), jnp.ones(3)], series_x))
+    float0 = np.zeros(3, jax.dtypes.float0)
     want = taylor(lambda x: f(n, x), [x], [series_x])
-    np.testing.assert_allclose(got_primal, want[0], rtol=1e-12)
-    np.testing.assert_allclose(got, want[1:], rtol=1e-12)
+    for series_n in ([None, None], [jnp.zeros(3, int), 0.0], [float0, float0]):
+        got_primal, got = stde.jet(f, (n, x), (series_n, series_x))
+        np.testing.assert_allclose(got_primal, want[0], rtol=1e-12)
+        np.testing.assert_allclose(got, want[1:], rtol=1e-12)
+
+
+class TestNonZeroSeriesOfAConstantPrimal:
+    """A series for an integer or boolean primal is never dropped in silence."""
+
+    def test_integer_primal_of_sin(self):
+        # jax.experimental.jet pushes this series on (cos(x)·x1); stde refuses it.
+        with pytest.raises(ValueError, match=r"series\[0\]\[0\] is non-zero but its primal has "
+                                             r"dtype int32.*Cast the primal to a float"):
+            stde.jet(jnp.sin, (jnp.arange(3, dtype=jnp.int32),),
+                     ([jnp.arange(3, dtype=jnp.int32)],))
+
+    def test_cast_primal_follows_jax_experimental_jet(self):
+        x = jnp.arange(3.0)
+        want = jax_jet.jet(jnp.sin, (x,), ([x],))
+        got = stde.jet(jnp.sin, (x,), ([x],))
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+    def test_bool_primal(self):
+        b = jnp.array([True, False])
+        with pytest.raises(ValueError, match=r"series\[0\]\[1\] is non-zero.*dtype bool"):
+            stde.jet(lambda b, x: jnp.where(b, x, -x), (b, jnp.ones(2)),
+                     ([None, jnp.ones(2)], [jnp.ones(2), None]))
+
+    def test_collapsed_jet_series_and_summed(self):
+        n = jnp.arange(3)
+        with pytest.raises(ValueError, match=r"series\[0\]\[0\] is non-zero"):
+            stde.collapsed_jet(jnp.sin, (n,), ((jnp.eye(3),),), (None,))
+        with pytest.raises(ValueError, match=r"summed\[0\] is non-zero"):
+            stde.collapsed_jet(jnp.sin, (n,), ((None,),), (jnp.ones(3),))
+
+    def test_traced_series(self):
+        n = jnp.arange(3)
+        with pytest.raises(ValueError, match=r"traced array.*Pass None"):
+            jax.jit(lambda s: stde.jet(jnp.sin, (n,), ([s],)))(jnp.zeros(3))
 
 
 def test_jet_zero_order_returns_value():

@@ -24,6 +24,22 @@ def test_kinetic_energy_agrees_without_fallback(x64):
     np.testing.assert_allclose(ours, want, rtol=1e-9)
 
 
+def test_sparse_directions_agree_with_dense_without_fallback(x64):
+    """The kinetic energy with e_1 .. e_D held sparse (electron sparsity kept by the rules)."""
+    import stde
+
+    def sparse_kinetic(params, x):
+        _, grad, lap = stde.value_grad_laplacian(vmc.log_psi, argnums=1, sparse=True)(params, x)
+        return -0.5 * (lap + (grad ** 2).sum())
+
+    params, walkers = _setup(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = jax.jit(vmc.walkers_kinetic(sparse_kinetic))(params, walkers)
+    want = jax.jit(vmc.walkers_kinetic(vmc.nested_kinetic))(params, walkers)
+    np.testing.assert_allclose(ours, want, rtol=1e-9)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("electrons", [4, 6])
 def test_parameter_gradient_agrees_without_fallback(x64, electrons):

@@ -63,9 +63,10 @@ SIZES = {
     "tiny": Size("tiny", (8, 8), (1, 2), (1, 2), 2, 4, 3, 4, (10, 20), (8,), 2, 2, 2,
                  vmc_electrons=(4,), vmc_walkers=2, vmc_width=8, scale_dims=(10, 20)),
     "small": Size("small", (256, 256, 128, 128), (1, 8, 32), (1, 4, 16, 32), 8, 50, 5, 50,
-                  (100, 1000, 10000), (128, 128, 128), 16, 16, 7),
+                  (100, 1000, 10000), (128, 128, 128), 16, 16, 7, vmc_electrons=(4, 16, 32)),
     "paper": Size("paper", PAPER_HIDDEN, (1, 16, 64), (1, 4, 16, 64), 16, 50, 5, 50,
-                  (100, 1000, 10000), PAPER_HIDDEN, 64, 16, 5),
+                  (100, 1000, 10000), PAPER_HIDDEN, 64, 16, 5,
+                  vmc_electrons=(4, 16, 32, 64)),
 }
 SIZES["gpu"] = dataclasses.replace(SIZES["paper"], name="gpu")
 """``gpu``: the paper sizes, and the ``stde_paper`` suite's plan for one GPU (benchmarks/gpu.sh)."""

@@ -83,9 +83,13 @@ def square_rule(ctx: Context, inputs: Sequence[JetValue]) -> JetValue:
         [series.square(x.coefficients, k, ctx.order) for k in range(ctx.order + 1)])
 
 
-register(lax.mul_p, lambda ctx, inputs, **_: leibniz_rule(ctx, inputs, series.multiply))
-for _primitive in (lax.dot_general_p, lax.conv_general_dilated_p):
-    register(_primitive, functools.partial(bilinear_rule, _primitive))
-register(lax.div_p, lambda ctx, inputs, **_: div_rule(ctx, inputs))
-register(lax.integer_pow_p, integer_pow_rule)
-register(lax.square_p, lambda ctx, inputs, **_: square_rule(ctx, inputs))
+register(lax.mul_p, lambda ctx, inputs, **_: leibniz_rule(ctx, inputs, series.multiply),
+         sparse=True)
+register(lax.dot_general_p, functools.partial(bilinear_rule, lax.dot_general_p),
+         sparse="a product of two moving operands folds directions in by vmap (the sparse "
+                "variant covers a constant operand contracting the sparse one)")
+register(lax.conv_general_dilated_p, functools.partial(bilinear_rule, lax.conv_general_dilated_p),
+         sparse="a convolution mixes neighbouring entries; dense coefficients")
+register(lax.div_p, lambda ctx, inputs, **_: div_rule(ctx, inputs), sparse=True)
+register(lax.integer_pow_p, integer_pow_rule, sparse=True)
+register(lax.square_p, lambda ctx, inputs, **_: square_rule(ctx, inputs), sparse=True)

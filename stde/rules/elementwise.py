@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stde import sparse
 from stde.core import Array, Coefficient, Context, JetValue
 from stde.rules import series
 from stde.rules.arithmetic import integer_pow_rule
@@ -75,7 +76,7 @@ def unary_rule(function: SeriesFunction) -> Callable[..., JetValue]:
     """
     def rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
         (x,) = inputs
-        if ctx.directions > 1 and ctx.order > 1:
+        if ctx.order > 1 and (ctx.directions > 1 or any(map(sparse.is_sparse, x.lower))):
             return factored(function, x, ctx.order)
         return JetValue.from_coefficients(function(x.coefficients, ctx.order))
     return rule
@@ -88,6 +89,8 @@ def factored(function: SeriesFunction, x: JetValue, order: int) -> JetValue:
     direction (direction-free cost, so each primitive keeps a single definition), and
     :func:`series.compose` combines them with the ``R`` directions. At ``K = 2`` this is
     the forward Laplacian: ``y_1 = f' x_1``, ``Σ_r y_{2,r} = f' x_2 + f'' Σ_r x_{1,r}²``.
+    Sparse lower coefficients stay sparse (:func:`series.compose` computes with the
+    coefficient arithmetic of :mod:`stde.rules.series`).
     """
     shape = np.shape(x.primal)
     unit = jnp.ones((1, *shape) if order > 1 else shape, jnp.result_type(x.primal))
@@ -619,10 +622,13 @@ _UNARY: dict[Any, SeriesFunction] = {
     lax.cbrt_p: lambda x, K: power_series(x, 1 / 3, K, y0=lax.cbrt(x[0])),
 }
 
+_BROADCASTS = ("a function of two operands (or a special function of a moving argument) "
+               "whose series is not tested on sparse coefficients")
+
 for _primitive, _function in _UNARY.items():
-    register(_primitive, unary_rule(_function))
-register(lax.atan2_p, binary_rule(atan2))
-register(lax.lgamma_p, polygamma_rule(0))
-register(lax.digamma_p, polygamma_rule(1))
-register(lax.polygamma_p, polygamma_rule(1))
-register(lax.pow_p, pow_rule)
+    register(_primitive, unary_rule(_function), sparse=True)
+register(lax.atan2_p, binary_rule(atan2), sparse=_BROADCASTS)
+register(lax.lgamma_p, polygamma_rule(0), sparse=_BROADCASTS)
+register(lax.digamma_p, polygamma_rule(1), sparse=_BROADCASTS)
+register(lax.polygamma_p, polygamma_rule(1), sparse=_BROADCASTS)
+register(lax.pow_p, pow_rule, sparse=_BROADCASTS)

@@ -73,4 +73,4 @@ for _name, _expand in (("polynomial", horner), ("one_minus_square", one_minus_sq
                        ("log2", log2)):
     _primitive = getattr(lax, f"{_name}_p", None)
     if _primitive is not None:
-        register(_primitive, expansion_rule(_expand))
+        register(_primitive, expansion_rule(_expand), sparse=True)  # each piece decides

@@ -19,6 +19,7 @@ import numpy as np
 from jax import lax
 from jax._src.ad_util import add_jaxvals_p
 
+from stde import sparse
 from stde.core import Array, Context, JetValue, bind_equation, is_float
 from stde.rules import series
 from stde.rules.registry import register
@@ -109,13 +110,27 @@ def linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
     return out if primitive.multiple_results else out[0]
 
 
+VMAPPED = ("applied to each direction by vmap on dense coefficients (index maps that "
+           "only move entries have a sparse variant)")
+"""Why a linear primitive densifies sparse operands, when it does."""
+
+
 def register_linear(primitive: Any) -> None:
     """Registers ``primitive`` as linear in its floating operands."""
-    register(primitive, functools.partial(linear_rule, primitive))
+    register(primitive, functools.partial(linear_rule, primitive), sparse=VMAPPED)
 
 
 def broadcast_coefficient(c: Any, k: int, order: int, shape: tuple[int, ...]) -> Any:
-    """Broadcasts coefficient ``k`` (with its direction axis, if any) to ``shape``."""
+    """Broadcasts coefficient ``k`` (with its direction axis, if any) to ``shape``.
+
+    A sparse coefficient repeats its entries (:func:`stde.sparse.broadcast_to`), or is
+    densified when that would hold more entries than the dense array.
+    """
+    if sparse.is_sparse(c):
+        broadcast = sparse.broadcast_to(c, shape)
+        if broadcast is not None:
+            return broadcast
+        c = sparse.densify(c)
     if series.has_directions(k, order):
         c = series.lift(c, True, len(shape))
         return jnp.broadcast_to(c, (c.shape[0], *shape))
@@ -140,10 +155,10 @@ def signed_sum_rule(*signs: int) -> Any:
     return rule
 
 
-register(lax.add_p, signed_sum_rule(1, 1))
-register(add_jaxvals_p, signed_sum_rule(1, 1))
-register(lax.sub_p, signed_sum_rule(1, -1))
-register(lax.neg_p, signed_sum_rule(-1))
+register(lax.add_p, signed_sum_rule(1, 1), sparse=True)
+register(add_jaxvals_p, signed_sum_rule(1, 1), sparse=True)
+register(lax.sub_p, signed_sum_rule(1, -1), sparse=True)
+register(lax.neg_p, signed_sum_rule(-1), sparse=True)
 
 for _primitive in (
     lax.convert_element_type_p, lax.reshape_p, lax.broadcast_in_dim_p, lax.squeeze_p,

@@ -109,12 +109,13 @@ def constant_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
     return JetValue.constant(out, ctx.order)
 
 
-register(lax.max_p, max_rule)
-register(lax.min_p, min_rule)
-register(lax.clamp_p, clamp_rule)
-register(lax.abs_p, abs_rule)
-register(lax.rem_p, rem_rule)
-register(lax.sign_p, sign_rule)
+_SELECTS = "selects between operands' coefficients with jnp.where on dense arrays"
+register(lax.max_p, max_rule, sparse=_SELECTS)
+register(lax.min_p, min_rule, sparse=_SELECTS)
+register(lax.clamp_p, clamp_rule, sparse=_SELECTS)
+register(lax.abs_p, abs_rule, sparse=True)
+register(lax.rem_p, rem_rule, sparse=True)
+register(lax.sign_p, sign_rule, sparse=True)
 for _primitive in (
     lax.floor_p, lax.ceil_p, lax.round_p, lax.is_finite_p, lax.stop_gradient_p,
     lax.eq_p, lax.ne_p, lax.lt_p, lax.le_p, lax.gt_p, lax.ge_p, lax.argmax_p, lax.argmin_p,
@@ -122,4 +123,4 @@ for _primitive in (
     lax.bitcast_convert_type_p, lax.population_count_p, lax.reduce_and_p, lax.reduce_or_p,
     lax.shift_left_p, lax.shift_right_arithmetic_p, lax.shift_right_logical_p,
 ):
-    register(_primitive, functools.partial(constant_rule, _primitive))
+    register(_primitive, functools.partial(constant_rule, _primitive), sparse=True)

@@ -221,19 +221,25 @@ def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     return evaluate_composition(ctx, product, inputs)[0]
 
 
-register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax))
-register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p, jnp.argmin))
-register(lax.sort_p, sort_rule)
-register(lax.top_k_p, top_k_rule)
-register(lax.reduce_prod_p, functools.partial(composition_rule, _reduce_prod))
-register(lax.cumprod_p, functools.partial(composition_rule, _cumulative(lax.mul)))
-register(lax.cumlogsumexp_p, functools.partial(composition_rule, _cumulative(_log_add_exp)))
-register(lax.scatter_mul_p, scatter_mul_rule)
+_CHOOSES = "takes the coefficients of entries chosen by primal value, from dense arrays"
+register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax),
+         sparse=_CHOOSES)
+register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p, jnp.argmin),
+         sparse=_CHOOSES)
+register(lax.sort_p, sort_rule, sparse=_CHOOSES)
+register(lax.top_k_p, top_k_rule, sparse=_CHOOSES)
+# Compositions are interpreted primitive by primitive: each piece keeps or densifies.
+register(lax.reduce_prod_p, functools.partial(composition_rule, _reduce_prod), sparse=True)
+register(lax.cumprod_p, functools.partial(composition_rule, _cumulative(lax.mul)), sparse=True)
+register(lax.cumlogsumexp_p, functools.partial(composition_rule, _cumulative(_log_add_exp)),
+         sparse=True)
+register(lax.scatter_mul_p, scatter_mul_rule, sparse=True)
 for _primitive in (
     lax.cummax_p, lax.cummin_p, lax.reduce_window_max_p, lax.reduce_window_min_p,
     lax.scatter_p, lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,
     lax.select_and_scatter_add_p, lax.approx_top_k_p,
 ):
-    register(_primitive, functools.partial(locally_linear_rule, _primitive))
+    register(_primitive, functools.partial(locally_linear_rule, _primitive),
+             sparse="JAX's linearisation at the primal is applied to dense coefficients")
 for _primitive in (lax.stack_p, lax.unstack_p, reshard_p):
     register_linear(_primitive)

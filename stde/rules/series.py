@@ -14,6 +14,12 @@ order a product of two per-direction factors is summed over directions, and a pr
 with a primal factor applies to the summed top directly. This is the *linearity of the
 top coefficient* (docs/design.md, "Conventions"), and it makes every rule built here
 collapsed.
+
+A lower coefficient may also be a :class:`stde.sparse.SparseCoefficient`. The
+coefficient arithmetic here (:func:`multiply`, :func:`add`, :func:`sub`,
+:func:`times_number`, :func:`sum_directions`) is the plug point: it is written once for
+arrays and once, in :mod:`stde.sparse`, for sparse coefficients, so every recurrence
+built on it keeps sparse coefficients sparse.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from collections.abc import Callable, Iterable, Sequence
 from math import comb, factorial, prod
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
+from stde import sparse
 from stde.core import Array, Coefficient
 
 Series = list[Coefficient]
@@ -66,25 +74,73 @@ def align(u: Array, directions: bool, ndim: int) -> Array:
 
 
 def multiply(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
-    """Elementwise product, broadcasting the primal axes explicitly (no rank promotion)."""
+    """Elementwise product, broadcasting the primal axes explicitly (no rank promotion).
+
+    A sparse lower coefficient stays sparse in the product (its entries read the other
+    factor); it is densified only when the other factor broadcasts it to a larger shape
+    that holding it sparse would not make cheaper.
+    """
+    if sparse.is_sparse(u) or sparse.is_sparse(v):
+        return _multiply_sparse(u, v, u_directions, v_directions)
     ndim = max(np.ndim(u) - u_directions, np.ndim(v) - v_directions)
     if u_directions == v_directions:
         return lift(u, u_directions, ndim) * lift(v, v_directions, ndim)
     return align(u, u_directions, ndim) * align(v, v_directions, ndim)
 
 
+def _primal_shape(u: Any, directions: bool) -> tuple[int, ...]:
+    if sparse.is_sparse(u):
+        return u.primal_shape
+    return tuple(np.shape(u)[1:] if directions else np.shape(u))
+
+
+def _multiply_sparse(u: Any, v: Any, u_directions: bool, v_directions: bool) -> Any:
+    """:func:`multiply` with a sparse factor (a sparse factor always has directions)."""
+    shape = np.broadcast_shapes(_primal_shape(u, u_directions), _primal_shape(v, v_directions))
+    factors = []
+    for c in (u, v):
+        if sparse.is_sparse(c):
+            c = sparse.broadcast_to(c, shape) if c.primal_shape != shape else c
+            if c is None:
+                return multiply(sparse.densify(u), sparse.densify(v), u_directions, v_directions)
+        factors.append(c)
+    u, v = factors
+    if not sparse.is_sparse(u):
+        u, v, u_directions, v_directions = v, u, v_directions, u_directions
+    if not v_directions:
+        return sparse.times_array(u, v)
+    if not sparse.is_sparse(v) and _primal_shape(v, True) != shape:
+        v = jnp.broadcast_to(lift(v, True, len(shape)), (v.shape[0], *shape))
+    return sparse.times_lower(u, v)
+
+
 def add(u: Coefficient, v: Coefficient) -> Coefficient:
-    """``u + v`` where ``None`` is zero."""
+    """``u + v`` where ``None`` is zero (sparse coefficients merge their entries)."""
     if u is None:
         return v
-    return u if v is None else u + v
+    if v is None:
+        return u
+    if sparse.is_sparse(u) or sparse.is_sparse(v):
+        return sparse.plus(u, v)
+    return u + v
 
 
 def sub(u: Coefficient, v: Coefficient) -> Coefficient:
     """``u - v`` where ``None`` is zero."""
     if v is None:
         return u
-    return -v if u is None else u - v
+    if u is None:
+        return times_number(v, -1)
+    if sparse.is_sparse(u) or sparse.is_sparse(v):
+        return sparse.plus(u, v, -1)
+    return u - v
+
+
+def times_number(c: Coefficient, weight: Any) -> Coefficient:
+    """``weight · c`` for a number (or scalar) ``weight``; multiplying by 1 is skipped."""
+    if c is None or (isinstance(weight, int | float) and weight == 1):
+        return c
+    return sparse.scale(c, weight) if sparse.is_sparse(c) else c * weight
 
 
 def scale(coefficient: Coefficient, factor: Array, k: int, order: int) -> Coefficient:
@@ -134,7 +190,7 @@ def convolve(
         if k == order and u_dir and v_dir:
             summands.append((term, weight))
         else:
-            total = add(total, term if weight == 1 else term * weight)
+            total = add(total, times_number(term, weight))
     return add(total, sum_over_directions(summands)) if summands else total
 
 
@@ -159,7 +215,10 @@ def sum_directions(x: Array) -> Array:
       >>> sum_directions(jnp.arange(10.0).reshape(5, 2)).tolist()
       [20.0, 25.0]
 
+    A sparse coefficient's directions are scatter-added (:func:`stde.sparse.scatter_sum`).
     """
+    if sparse.is_sparse(x):
+        return sparse.scatter_sum(x)
     if x.shape[0] > PAIRWISE_DIRECTIONS:
         return x.sum(0)
     while x.shape[0] > 1:
@@ -182,7 +241,7 @@ def sum_over_directions(terms: Sequence[tuple[Array, Any]]) -> Array:
         summed = sum_directions(functools.reduce(add, (t for t, _ in terms)))
         return summed if isinstance(first, int | float) and first == 1 else first * summed
     return sum_directions(functools.reduce(add, (
-        t if isinstance(c, int | float) and c == 1 else multiply(t, c, True, False)
+        times_number(t, c) if isinstance(c, int | float) else multiply(t, c, True, False)
         for t, c in terms)))
 
 
@@ -232,6 +291,22 @@ def ode(x: Sequence[Coefficient], y0: Array, slope: Callable[[Series, int], Coef
 def fixed(series: Sequence[Coefficient]) -> Callable[[Series, int], Coefficient]:
     """A ``slope`` for :func:`ode` that is a series known in advance."""
     return lambda _, m: series[m]
+
+
+def shared_entries(x: Sequence[Coefficient], order: int) -> Series:
+    """The series with its sparse lower coefficients on one shared, distinct index list.
+
+    Products of coefficients on one list multiply values entry by entry
+    (:func:`stde.sparse.coalesce`); dense coefficients pass through. A mix of sparse and
+    dense lower coefficients densifies the sparse ones.
+    """
+    lower = [c for c in x[1:order] if c is not None]
+    if not any(sparse.is_sparse(c) for c in lower):
+        return list(x)
+    if not all(sparse.is_sparse(c) for c in lower):
+        return [x[0], *(sparse.densify(c) for c in x[1:order]), *x[order:]]
+    aligned = iter(sparse.coalesce(lower))
+    return [x[0], *(None if c is None else next(aligned) for c in x[1:order]), *x[order:]]
 
 
 @functools.cache
@@ -289,6 +364,7 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
       [[2.0, 2.0], 8.0]
 
     """
+    x = shared_entries(x, order)
     monomials: dict[tuple[int, ...], Coefficient] = {}
 
     def monomial(parts: tuple[int, ...]) -> Coefficient:
@@ -296,7 +372,8 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
             return x[parts[0]]
         if parts not in monomials:
             rest, head = monomial(parts[:-1]), x[parts[-1]]
-            monomials[parts] = None if head is None or rest is None else rest * head
+            monomials[parts] = None if head is None or rest is None else multiply(
+                rest, head, True, True)
         return monomials[parts]
 
     y: Series = [derivatives[0]]
@@ -311,7 +388,7 @@ def compose(derivatives: Sequence[Array], x: Sequence[Coefficient], order: int) 
                 (u, w), = terms
                 groups.append((u, derivatives[m] * w if w != 1 else derivatives[m]))
             elif terms:
-                groups.append((functools.reduce(add, (u if w == 1 else u * w for u, w in terms)),
+                groups.append((functools.reduce(add, (times_number(u, w) for u, w in terms)),
                                derivatives[m]))
         if not groups:
             y.append(direct)

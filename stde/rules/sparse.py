@@ -1,24 +1,20 @@
-"""Rules that keep sparse lower coefficients sparse (see :mod:`stde.sparse`).
+"""Sparse variants of index-map rules, and the sparsity of the rules defined elsewhere.
 
-The interpreter calls these when an operand carries a
-:class:`stde.sparse.SparseCoefficient`. Each rule handles the sparse case where it is
-cheap and otherwise hands the densified operands to the primitive's ordinary rule
-(:func:`densified`, built on :func:`stde.sparse.densify`). Summed top coefficients are
-always dense.
+Most rules take :class:`stde.sparse.SparseCoefficient` lower coefficients as they come:
+they compute with the coefficient arithmetic of :mod:`stde.rules.series`, which
+dispatches on the coefficient type (products, sums, quotients, powers, every unary
+elementwise primitive; registered with ``sparse=True``). This module adds sparse
+variants for the primitives whose dense rules fold the direction axis in by ``vmap``
+but which only move entries, and declares why the remaining rules densify. Summed top
+coefficients are always dense.
 
 * Index maps (``reshape``, ``squeeze``, ``convert_element_type``, ``copy``,
   ``reduce_sum``, ``broadcast_in_dim``, ``slice``, ``concatenate``): the primal and the
   top go through the primitive, sparse entries move to their new positions.
-* ``add``/``sub``/``neg``: index lists are merged (concatenated, or values added when
-  the operands share one list).
-* ``mul``: Leibniz' rule, where a product with a sparse factor reads the other factor
-  at the sparse entries; the collapsed top scatter-adds the per-direction products.
 * ``dot_general`` with a constant operand that contracts all of the sparse operand's
   axes (a network's first layer): ``y_k[r] = Σ_p values[r, p] W[indices[r, p]]``, a gather
-  of ``P`` rows, so the cost does not depend on ``D``.
-* Unary elementwise primitives: ``f^{(m)}(x_0)`` (from the primitive's own rule run on one
-  unit direction) read at the entries, combined by Faà di Bruno's formula
-  (:func:`stde.rules.series.bell_terms`); the top scatter-adds the per-direction terms.
+  of ``P`` rows, so the cost does not depend on ``D``; or only its last axis (a per-row
+  layer, e.g. per electron): each entry becomes a row of ``F`` entries.
 * Calls (``jit``, ``custom_vjp_call``, ``checkpoint``): their ordinary rules, which
   interpret the body on the jets as given (a sparse coefficient is a pytree, so it
   crosses the ``jit`` boundary). ``custom_jvp_call`` takes its derivatives from its JVP
@@ -27,9 +23,7 @@ always dense.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,12 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as prims
+from jax.lax import linalg as lax_linalg
 
 from stde import sparse
 from stde.core import Array, Context, JetValue, bind_equation, is_float
-from stde.rules import control_flow, series
+from stde.rules import control_flow
 from stde.rules.fallback import rule_or_fallback
-from stde.rules.registry import register_sparse
+from stde.rules.registry import densifies, register_sparse
 from stde.sparse import SparseCoefficient, is_sparse
 
 Remap = Callable[[SparseCoefficient, tuple[int, ...], dict[str, Any]], SparseCoefficient | None]
@@ -104,27 +99,7 @@ def _reduce_sum(c: SparseCoefficient, shape: tuple[int, ...], params: dict[str, 
 
 def _broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...], params: dict[str, Any]
                       ) -> SparseCoefficient | None:
-    dims = params["broadcast_dimensions"]
-    multi = _unravel(c)
-    strides = [int(np.prod(shape[o + 1:], dtype=np.int64)) for o in range(len(shape))]
-    base = jnp.zeros_like(c.indices)
-    expanded = []
-    for o, size in enumerate(shape):
-        a = dims.index(o) if o in dims else None
-        if a is not None and c.primal_shape[a] == size:
-            base = base + multi[a] * strides[o]
-        elif size > 1:
-            expanded.append(o)
-    copies = int(np.prod([shape[o] for o in expanded], dtype=np.int64))
-    if copies * c.indices.shape[1] > max(int(np.prod(shape, dtype=np.int64)), 1):
-        return None  # denser than dense
-    offsets = np.zeros(1, np.int64)
-    for o in expanded:
-        offsets = (offsets[:, None] + np.arange(shape[o]) * strides[o]).reshape(-1)
-    indices = (base[:, :, None] + jnp.asarray(offsets, c.indices.dtype)[None, None, :]).reshape(
-        c.directions, -1)
-    values = jnp.repeat(c.values, copies, axis=1)
-    return c.with_entries(indices, values, shape)
+    return sparse.broadcast_in_dim(c, shape, params["broadcast_dimensions"])
 
 
 def _slice(c: SparseCoefficient, shape: tuple[int, ...], params: dict[str, Any]
@@ -189,95 +164,7 @@ def concatenate_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension: int
     return JetValue(primal, tuple(lower), _top(lax.concatenate_p, params, inputs))
 
 
-# ------------------------------------------------------------------- sums and products
-
-
-def _sum(terms: Sequence[tuple[int, Any]]) -> Any:
-    """``Σ sign · term`` of lower coefficients: sparse stays sparse unless a term is dense."""
-    terms = [(s, t) for s, t in terms if t is not None]
-    if not terms:
-        return None
-    if not all(is_sparse(t) for _, t in terms):
-        return functools.reduce(
-            lambda u, v: u + v, (s * sparse.densify(t) if s < 0 else sparse.densify(t)
-                                 for s, t in terms))
-    sign, total = terms[0]
-    if sign < 0:
-        total = sparse.scale(total, -1)
-    for s, t in terms[1:]:
-        total = sparse.add(total, t, s)
-    return total
-
-
-def signed_sum_rule(primitive: Any, signs: tuple[int, ...], ctx: Context,
-                    inputs: Sequence[JetValue], **params: Any) -> JetValue:
-    """``Σ_i signs[i] · operand_i`` (add, sub, neg) with index lists merged."""
-    shape = np.broadcast_shapes(*(np.shape(x.primal) for x in inputs))
-    if any(not x.is_constant and np.shape(x.primal) != shape for x in inputs):
-        return densified(primitive, ctx, inputs, **params)
-    primal = sum(s * jnp.broadcast_to(x.primal, shape) for s, x in zip(signs, inputs))
-    lower = tuple(_sum([(s, x.lower[k]) for s, x in zip(signs, inputs)])
-                  for k in range(ctx.order - 1))
-    top = None
-    for s, x in zip(signs, inputs):
-        if x.summed is not None:
-            t = jnp.broadcast_to(x.summed, shape)
-            top = series.add(top, t) if s > 0 else series.sub(top, t)
-    return JetValue(primal, lower, top)
-
-
-def _times_primal(c: Any, primal: Array) -> Any:
-    """A lower coefficient times a direction-free array of the primal's shape."""
-    if is_sparse(c):
-        return c.with_entries(c.indices, c.values * sparse.gather(primal, c))
-    return series.multiply(c, primal, True, False)
-
-
-def _times_lower(u: Any, v: Any) -> Any:
-    """Elementwise product of two lower coefficients (each direction with its own)."""
-    if is_sparse(u):
-        return u.with_entries(u.indices, u.values * sparse.values_at(u, v))
-    if is_sparse(v):
-        return v.with_entries(v.indices, v.values * sparse.values_at(v, u))
-    return u * v
-
-
-def _sum_directions(c: Any) -> Array:
-    return sparse.scatter_sum(c) if is_sparse(c) else series.sum_directions(c)
-
-
-def mul_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
-    """``a · b`` by Leibniz' rule with sparse factors read off at their entries."""
-    shape = np.broadcast_shapes(*(np.shape(x.primal) for x in inputs))
-    if any(not x.is_constant and np.shape(x.primal) != shape for x in inputs):
-        return densified(lax.mul_p, ctx, inputs, **params)
-    order = ctx.order
-    a, b = ([jnp.broadcast_to(x.primal, shape), *x.lower, x.summed] for x in inputs)
-    out: list[Any] = [a[0] * b[0]]
-    for k in range(1, order + 1):
-        terms = []
-        for j in range(k + 1):
-            u, v = a[j], b[k - j]
-            if u is None or v is None:
-                continue
-            weight = math.comb(k, j)
-            if k == order and 0 < j < order:
-                terms.append(weight * _sum_directions(_times_lower(u, v)))
-            elif j == 0:
-                terms.append(_weighted(_times_primal(v, u) if k < order else u * v, weight))
-            elif j == k:
-                terms.append(_weighted(_times_primal(u, v) if k < order else u * v, weight))
-            else:
-                terms.append(_weighted(_times_lower(u, v), weight))
-        if k == order:
-            out.append(functools.reduce(jnp.add, terms) if terms else None)
-        else:
-            out.append(_sum([(1, t) for t in terms]))
-    return JetValue.from_coefficients(out)
-
-
-def _weighted(c: Any, weight: int) -> Any:
-    return c if weight == 1 else sparse.scale(c, weight)
+# ------------------------------------------------------------------------ dot_general
 
 
 def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numbers: Any,
@@ -292,6 +179,9 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     elif sparse.has_sparse(b) and a.is_constant and not batch_b \
             and len(contract_b) == np.ndim(b.primal):
         x, weights, mine, theirs = b, a.primal, contract_b, contract_a
+    elif sparse.has_sparse(a) and b.is_constant and not batch_a and len(contract_a) == 1 \
+            and contract_a[0] == np.ndim(a.primal) - 1:
+        return _per_row_rule(ctx, a, b, params)
     else:
         return densified(lax.dot_general_p, ctx, inputs, **params)
     bind = _bind(lax.dot_general_p, params)
@@ -317,77 +207,36 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     return JetValue(primal, tuple(linear(c) for c in x.lower), top)
 
 
-# ------------------------------------------------------------------ unary elementwise
+def _per_row_rule(ctx: Context, a: JetValue, b: JetValue, params: dict[str, Any]) -> JetValue:
+    """``a @ W``-like ``dot_general`` contracting the last axis of a sparse ``a``.
 
+    A per-row layer (each electron's, each pair's features times a constant weight):
+    an entry at row ``i``, column ``c`` becomes the row ``i`` of the output, ``value ·
+    W[c, :]``. The entry count grows by the weight's free size ``F``; where that would
+    exceed the dense size, the coefficient is densified.
+    """
+    (_, (contract_b,)), _ = params["dimension_numbers"]
+    bind = _bind(lax.dot_general_p, params)
+    primal = bind(a.primal, b.primal)
+    dtype = jnp.result_type(primal)
+    width = np.shape(a.primal)[-1]
+    rows = jnp.moveaxis(b.primal, contract_b, 0).reshape(width, -1).astype(dtype)
+    features = rows.shape[1]
+    out_shape = tuple(np.shape(primal))
 
-@dataclasses.dataclass(frozen=True)
-class _OneDirection:
-    """A rule context with one direction (for reading off ``f^{(m)}(x_0)``)."""
+    def linear(c: Any) -> Any:
+        if c is None:
+            return None
+        if not is_sparse(c) or c.indices.shape[1] * features > max(np.prod(out_shape), 1):
+            return jax.vmap(lambda u: bind(u, b.primal))(sparse.densify(c))
+        row, column = c.indices // width, c.indices % width
+        offsets = jnp.arange(features, dtype=c.indices.dtype)
+        indices = (row[:, :, None] * features + offsets).reshape(c.directions, -1)
+        values = (c.values.astype(dtype)[:, :, None] * rows[column]).reshape(c.directions, -1)
+        return c.with_entries(indices, values, out_shape, distinct=False)
 
-    outer: Any
-
-    @property
-    def order(self) -> int:
-        return self.outer.order
-
-    directions = 1
-
-    def eval_jaxpr(self, closed_jaxpr: Any, inputs: Sequence[JetValue]) -> list[JetValue]:
-        return self.outer.eval_jaxpr(closed_jaxpr, inputs)
-
-
-def derivatives(primitive: Any, ctx: Context, x0: Array, params: dict[str, Any]
-                ) -> list[Array | None]:
-    """``f(x_0), f'(x_0), .., f^{(K)}(x_0)`` from ``primitive``'s rule on a unit direction."""
-    order = ctx.order
-    unit = jnp.ones((1, *np.shape(x0)), jnp.result_type(x0))
-    value = JetValue(x0, (unit,) + (None,) * (order - 2), None)
-    y = rule_or_fallback(primitive)(_OneDirection(ctx), [value], **params)
-    return [y.primal, *(None if c is None else c[0] for c in y.lower), y.summed]
-
-
-def unary_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
-               **params: Any) -> JetValue:
-    """``f(x)`` elementwise by Faà di Bruno at the sparse entries (module docstring)."""
-    (x,) = inputs
-    carried = [c for c in x.lower if c is not None]
-    if not all(is_sparse(c) for c in carried):
-        return densified(primitive, ctx, inputs, **params)
-    order = ctx.order
-    aligned = iter(sparse.coalesce(carried))
-    lower = [None if c is None else next(aligned) for c in x.lower]
-    entries = next(c for c in lower if c is not None)
-    d = derivatives(primitive, ctx, x.primal, params)
-    at = [None if dm is None else sparse.gather(dm, entries) for dm in d]
-    values = [None] + [None if c is None else c.values for c in lower]
-    monomials: dict[tuple[int, ...], Any] = {}
-
-    def monomial(parts: tuple[int, ...]) -> Any:
-        if parts not in monomials:
-            factors = [values[p] for p in parts]
-            monomials[parts] = None if any(f is None for f in factors) else functools.reduce(
-                jnp.multiply, factors)
-        return monomials[parts]
-
-    out: list[Any] = [d[0]]
-    for k in range(1, order + 1):
-        top = k == order
-        total = None
-        for m, partitions in series.bell_terms(k):
-            if (top and m == 1) or at[m] is None:
-                continue
-            for parts, weight in partitions:
-                u = monomial(parts)
-                if u is not None:
-                    total = series.add(total, at[m] * (u if weight == 1 else u * weight))
-        if top:
-            direct = None if x.summed is None or d[1] is None else d[1] * x.summed
-            spread = None if total is None else sparse.scatter_sum(entries.with_entries(
-                entries.indices, total))
-            out.append(series.add(direct, spread))
-        else:
-            out.append(None if total is None else entries.with_entries(entries.indices, total))
-    return JetValue.from_coefficients(out)
+    top = None if a.summed is None else bind(a.summed, b.primal)
+    return JetValue(primal, tuple(linear(c) for c in a.lower), top)
 
 
 # ------------------------------------------------------------------------ registration
@@ -399,21 +248,23 @@ for _primitive, _remap in (
 ):
     register_sparse(_primitive, functools.partial(index_rule, _primitive, _remap))
 register_sparse(lax.concatenate_p, concatenate_rule)
-register_sparse(lax.add_p, functools.partial(signed_sum_rule, lax.add_p, (1, 1)))
-register_sparse(lax.sub_p, functools.partial(signed_sum_rule, lax.sub_p, (1, -1)))
-register_sparse(lax.neg_p, functools.partial(signed_sum_rule, lax.neg_p, (-1,)))
-register_sparse(lax.mul_p, mul_rule)
 register_sparse(lax.dot_general_p, dot_general_rule)
-for _primitive in (
-    lax.exp_p, lax.exp2_p, lax.expm1_p, lax.log_p, lax.log1p_p, lax.tanh_p, lax.tan_p,
-    lax.logistic_p, lax.sin_p, lax.cos_p, lax.sinh_p, lax.cosh_p, lax.atan_p, lax.atanh_p,
-    lax.asin_p, lax.acos_p, lax.asinh_p, lax.acosh_p, lax.erf_p, lax.erfc_p, lax.erf_inv_p,
-    lax.sqrt_p, lax.rsqrt_p, lax.cbrt_p, lax.integer_pow_p, lax.square_p,
-):
-    register_sparse(_primitive, functools.partial(unary_rule, _primitive))
 # Calls interpret their body on the jets as they come (a SparseCoefficient is a pytree,
 # so the jit boundary and checkpointing stay): their ordinary rules serve.
 for _call in control_flow.BODY_CALLS:
     register_sparse(_call, control_flow.call_rule)
 register_sparse(prims.jit_p, control_flow.jit_rule)
 register_sparse(prims.remat_p, control_flow.remat_rule)
+
+# Why the rules of control_flow and linalg densify sparse operands.
+for _with_jvp in (prims.custom_jvp_call_p, control_flow.call_hi_primitive()):
+    if _with_jvp is not None:
+        densifies(_with_jvp, "its derivatives come from its JVP rule, differentiated by "
+                             "nested jvp on dense tangents")
+for _primitive in (prims.cond_p, prims.scan_p, prims.while_p):
+    densifies(_primitive, "branches and loop bodies must return the coefficient structure "
+                          "they take; dense coefficients keep it fixed")
+densifies(prims.linear_solve_p, "solves for dense coefficients")
+for _primitive in (lax_linalg.lu_p, lax_linalg.triangular_solve_p, lax_linalg.cholesky_p,
+                   lax_linalg.eigh_p, lax_linalg.qr_p, lax_linalg.svd_p):
+    densifies(_primitive, "a matrix factorisation mixes every entry of its matrix")

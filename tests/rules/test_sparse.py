@@ -19,6 +19,7 @@ from stde import sparse
 from stde.core import JetValue
 from stde.interpreter import Interpreter
 from stde.jets import evaluate_jets
+from stde.rules import registry
 
 D, R = 6, 3
 RNG = np.random.default_rng(0)
@@ -50,6 +51,12 @@ CASES = {
     "add_shifted": lambda x: jnp.sin(x[:-1] + x[1:]),
     "sub_neg": lambda x: jnp.exp(-(x[:-1] - jnp.cos(x[1:]))),
     "add_broadcast": lambda x: jnp.sin(x.reshape(2, 3) + x[:3]),
+    "pair_difference": lambda x: jnp.tanh(jnp.sum(
+        (x.reshape(3, 2)[:, None, :] - x.reshape(3, 2)[None, :, :]) ** 2, -1)),
+    "mul_broadcast": lambda x: jnp.sin(x.reshape(2, 3) * x[:3]) * x.reshape(2, 3)[:1],
+    "div": lambda x: jnp.sin(x[1:]) / positive(x[:-1] * x[1:]),
+    "abs_sign_rem": lambda x: jnp.abs(x) * jnp.sign(x) + lax.rem(x, 0.3),
+    "log2_expansion": lambda x: jnp.log2(positive(x)),
     "mul_constant": lambda x: jnp.sin(x * jnp.arange(D)),
     "mul_jets": lambda x: jnp.sum(x[1:] * jnp.cos(x[:-1]) * x[:-1]),
     "mul_scalar_jet": lambda x: (1 - jnp.sum(x ** 2)) * jnp.sum(jnp.sin(x)),
@@ -60,6 +67,10 @@ CASES = {
     "dot_matrix": lambda x: jnp.tanh(jnp.einsum("ij,ijk->k", x.reshape(2, 3), W3)),
     "dot_free_axis": lambda x: jnp.tanh(x.reshape(2, 3) @ W3[0]),
     "dot_two_jets": lambda x: jnp.sin(x @ x),
+    "dot_per_row": lambda x: jnp.tanh(x.reshape(3, 2) @ W3[0, :2] + 1.0),
+    "dot_per_row_densifies": lambda x: jnp.tanh(x.reshape(3, 2) @ W3[0, :2]) @ W3[1].T,
+    "dot_per_row_3d": lambda x: jnp.sin(jnp.einsum("ijc,cf->ijf", x.reshape(3, 1, 2),
+                                                   W3[0, :2, :3])),
     # unary elementwise
     "exp": jnp.exp, "exp2": jnp.exp2, "expm1": jnp.expm1, "tanh": jnp.tanh, "tan": jnp.tan,
     "logistic": jax.nn.sigmoid, "sin": jnp.sin, "cos": jnp.cos, "sinh": jnp.sinh,
@@ -87,7 +98,11 @@ STAYS_SPARSE = {"reshape", "squeeze", "convert", "reduce_sum", "reduce_all", "br
                 "broadcast_copies", "slice", "slice_strided", "concatenate", "add_shared",
                 "add_shifted", "sub_neg", "mul_constant", "mul_jets", "mul_scalar_jet",
                 "two_body", "exp", "tanh", "sin", "log", "integer_pow", "square", "jit",
-                "checkpoint"}
+                "checkpoint", "add_broadcast", "pair_difference", "mul_broadcast", "div",
+                "abs_sign_rem", "log2_expansion", "dot_per_row", "dot_per_row_3d"} | {
+    # every unary elementwise primitive (the registry's sparse=True rules)
+    "exp2", "expm1", "tan", "logistic", "cos", "sinh", "cosh", "atan", "asinh", "erf",
+    "erfc", "log1p", "sqrt", "rsqrt", "cbrt", "atanh", "asin", "acos", "acosh", "erf_inv"}
 
 
 def _inputs(order, seed=0):
@@ -128,6 +143,35 @@ def test_sparse_rule_matches_dense_path(x64, name, order):
         if u is not None:
             tol = TOLERANCE.get(name, 1e-11)
             np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
+
+
+def test_every_registered_rule_keeps_sparsity_or_says_why_not():
+    """Sparsity is a flag of the one registry: no rule densifies without a reason."""
+    undeclared = [p if isinstance(p, str) else p.name for p in registry.registered()
+                  if registry.sparsity(p) == "undeclared"]
+    assert not undeclared, f"rules that densify sparse operands without a reason: {undeclared}"
+    for primitive in registry.registered():
+        verdict = registry.sparsity(primitive)
+        assert verdict == "kept" or len(verdict) > len("densified: ") + 10, (primitive, verdict)
+
+
+def test_a_new_unary_rule_keeps_sparsity(x64):
+    """A unary primitive registered like the built-in ones keeps sparse inputs sparse."""
+    from stde.rules import elementwise
+
+    my_exp = jax.extend.core.Primitive("my_exp_for_sparsity")
+    my_exp.def_impl(jnp.exp)
+    my_exp.def_abstract_eval(lambda x: jax.core.ShapedArray(x.shape, x.dtype))
+    registry.register(my_exp, elementwise.unary_rule(elementwise.exp), sparse=True)
+    x, lower, top = _inputs(2)
+    closed = jax.make_jaxpr(lambda y: my_exp.bind(y) * y)(x)
+    (out,) = Interpreter(2, R).eval_jaxpr(closed, [JetValue(x, lower, top)])
+    assert sparse.is_sparse(out.lower[0])
+    closed_exp = jax.make_jaxpr(lambda y: jnp.exp(y) * y)(x)
+    (want,) = Interpreter(2, R).eval_jaxpr(
+        closed_exp, [JetValue(x, tuple(sparse.densify(c) for c in lower), top)])
+    np.testing.assert_allclose(sparse.densify(out.lower[0]), want.lower[0], rtol=1e-12)
+    np.testing.assert_allclose(out.summed, want.summed, rtol=1e-12)
 
 
 def test_densified_operands_are_dense(x64):
