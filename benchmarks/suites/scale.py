@@ -123,7 +123,8 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
     started = _peak_rss_bytes()
     optimizer = optax.adam(1e-3)
     value_and_grad = _mean_square(_losses(samples)[loss])
-    init_params = jax.jit(init_mlp, static_argnums=(1, 2))
+    init_params = jax.jit(init_mlp, static_argnums=1)
+    sizes = (dim, *hidden, 1)
     init_state = jax.jit(optimizer.init)
     make_points = jax.jit(lambda key: jax.random.normal(key, (batch, dim)) / dim ** 0.5)
 
@@ -133,12 +134,12 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
         return optax.apply_updates(params, updates), state, value
 
     keys = jax.random.split(jax.random.PRNGKey(4), batch)
-    shapes = jax.eval_shape(lambda k: init_params(k, dim, hidden), keys[0])
+    shapes = jax.eval_shape(lambda k: init_params(k, sizes), keys[0])
     compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
         shapes, jax.eval_shape(init_state, shapes), jax.eval_shape(make_points, keys[0]),
         keys).compile()
     flops, temp = compile_stats(compiled)
-    params = init_params(jax.random.PRNGKey(0), dim, hidden)
+    params = init_params(jax.random.PRNGKey(0), sizes)
     state = init_state(params)
     points = make_points(jax.random.PRNGKey(1))
     memory = compiled.memory_analysis()

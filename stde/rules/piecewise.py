@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stde import sparse
 from stde.core import Context, JetValue, bind_equation
 from stde.rules import elementwise, series
 from stde.rules.linear import broadcast_coefficient
@@ -68,9 +69,14 @@ def clamp_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
 
 
 def abs_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``|x|``: ``sign(x0) · x_k`` (zero coefficients at ``x0 = 0``); ``(z z̄)^{1/2}`` if complex."""
+    """``|x|``: ``sign(x0) · x_k`` (zero coefficients at ``x0 = 0``); ``(z z̄)^{1/2}`` if complex.
+
+    Sparse coefficients stay sparse for real ``x``; complex ones are densified (the
+    conjugate products of :func:`stde.rules.elementwise.complex_abs` need arrays).
+    """
     (x,) = inputs
     if jnp.iscomplexobj(x.primal):
+        x = sparse.densify_value(x)
         return JetValue.from_coefficients(elementwise.complex_abs(x.coefficients, ctx.order))
     sign = jnp.sign(x.primal)
     return JetValue.from_coefficients(
@@ -82,6 +88,7 @@ def sign_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetVal
     """``sign``: locally constant for real ``x``; ``z / |z|`` for complex ``z``."""
     (x,) = inputs
     if jnp.iscomplexobj(x.primal):
+        x = sparse.densify_value(x)  # complex: conjugate products need arrays
         return JetValue.from_coefficients(elementwise.complex_sign(x.coefficients, ctx.order))
     return constant_rule(lax.sign_p, ctx, inputs, **params)
 
