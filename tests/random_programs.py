@@ -138,7 +138,20 @@ _op("max_of_two", "piecewise")(lambda rng, dim: ((lambda p, h, o: jnp.maximum(h,
 
 # ----------------------------------------------------------------------------- reductions
 
-_pointwise("reduce_max", lambda h: h - 0.5 * jnp.max(h), "reductions")
+def _minus_half_max(h: Array) -> Array:
+    """``h - max(h) / 2``, its operand held in one buffer for the oracle's sake.
+
+    JAX's JVP of ``max`` divides by the number of entries equal to the maximum. Under
+    ``jit`` XLA may recompute the operand in another fusion with other rounding (e.g. a
+    fused multiply-add), find no entry equal to the maximum and return 0/0 = NaN: seen
+    in the oracle for seeds 1062, 1108, 1143 (jax 0.12) and 5100 (jax 0.10) on one host,
+    not on another. The barrier keeps one copy; stde picks the maximum by ``argmax``.
+    """
+    h = lax.optimization_barrier(h)
+    return h - 0.5 * jnp.max(h)
+
+
+_pointwise("reduce_max", _minus_half_max, "reductions")
 _pointwise("prod", lambda h: h * jnp.prod(1.0 + 0.3 * jnp.tanh(h)), "reductions")
 _pointwise("sort", lambda h: jnp.sort(h) * jnp.arange(1.0, h.shape[0] + 1), "reductions")
 _pointwise("logsumexp", lambda h: h - jax.nn.logsumexp(h), "reductions")
