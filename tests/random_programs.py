@@ -141,11 +141,12 @@ _op("max_of_two", "piecewise")(lambda rng, dim: ((lambda p, h, o: jnp.maximum(h,
 def _minus_half_max(h: Array) -> Array:
     """``h - max(h) / 2``, its operand held in one buffer for the oracle's sake.
 
-    JAX's JVP of ``max`` divides by the number of entries equal to the maximum. Under
-    ``jit`` XLA may recompute the operand in another fusion with other rounding (e.g. a
-    fused multiply-add), find no entry equal to the maximum and return 0/0 = NaN: seen
-    in the oracle for seeds 1062, 1108, 1143 (jax 0.12) and 5100 (jax 0.10) on one host,
-    not on another. The barrier keeps one copy; stde picks the maximum by ``argmax``.
+    JAX's JVP of ``max`` divides by the number of entries equal to the maximum. The
+    jitted oracle returned NaN (stde finite) for seeds 1062, 1108, 1143 (jax 0.12) and
+    5100 (jax 0.10) in one long run and not in fresh processes later; the likely cause
+    is XLA recomputing the operand in another fusion with other rounding (e.g. a fused
+    multiply-add), so that no entry equals the maximum and the JVP is 0/0. The barrier
+    keeps one copy; stde picks the maximum by ``argmax``.
     """
     h = lax.optimization_barrier(h)
     return h - 0.5 * jnp.max(h)

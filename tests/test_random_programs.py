@@ -224,8 +224,8 @@ def test_random_program_slow(seed: int) -> None:
 def test_programs_that_once_failed(seed: int) -> None:
     """Failures found on the way, all of the test harness, none of stde's answers.
 
-    1062, 1108, 1143, 5100 (``max`` of a vector): the oracle's NaN, JAX's JVP of ``max``
-    meeting an operand that XLA recomputed with other rounding (see
+    1062, 1108, 1143, 5100 (``max`` of a vector): the oracle's NaN, most likely JAX's
+    JVP of ``max`` meeting an operand that XLA recomputed with other rounding (see
     ``random_programs._minus_half_max``). 5012 (a ``while_loop``): the oracle's Hessian
     by reverse mode, which ``while_loop`` does not support; now forward mode.
     """
