@@ -1272,6 +1272,21 @@ KDV2D_STEEPNESS = 0.5
 KDV2D_OFFSET = -1.0
 
 
+def _phase(z: Array, k: float, m: float, omega: float, offset: float) -> Array:
+    """``ξ = k x + m y + ω t - ξ0`` of a plane wave at ``z = (x, y, t)``."""
+    return k * z[..., 0] + m * z[..., 1] + omega * z[..., 2] - offset
+
+
+def _planar(name: str, d: int, solution: ScalarFn,
+            derivatives: Callable[[ScalarFn, Array], dict[str, Array]],
+            residual: Callable[[dict[str, Array]], Array], description: str) -> Equation:
+    """A problem in two space dimensions on ``[-1, 1]² × [0, 1]`` (``d`` must be 2)."""
+    if d != 2:
+        raise ValueError(f"{name} is two-dimensional in space; got --dim {d}")
+    return _box_problem(name, 2, solution, lambda u, z: residual(derivatives(u, z)),
+                        description)
+
+
 def kdv_2d_solution(z: Array) -> Array:
     """A travelling kink ``u = 2kB tanh(B(kx + my + ωt - ξ0))`` of the 2D KdV equation.
 
@@ -1288,8 +1303,7 @@ def kdv_2d_solution(z: Array) -> Array:
     k, m = KDV2D_WAVENUMBERS
     b = KDV2D_STEEPNESS
     omega = (k ** 2 - 2.0 * m ** 2 - 4.0 * k ** 3 * m * b ** 2) / m
-    xi = k * z[..., 0] + m * z[..., 1] + omega * z[..., 2] - KDV2D_OFFSET
-    return 2.0 * k * b * jnp.tanh(b * xi)
+    return 2.0 * k * b * jnp.tanh(b * _phase(z, k, m, omega, KDV2D_OFFSET))
 
 
 def _unit(i: int, z: Array) -> Array:
@@ -1358,11 +1372,8 @@ def kdv_2d(d: int = 2, seed: int = 0) -> Equation:
       3
     """
     del seed
-    if d != 2:
-        raise ValueError(f"kdv_2d is two-dimensional in space; got --dim {d}")
-    return _box_problem(
-        "kdv_2d", 2, kdv_2d_solution,
-        lambda u, z: kdv_2d_residual(kdv_2d_derivatives(u, z)),
+    return _planar(
+        "kdv_2d", d, kdv_2d_solution, kdv_2d_derivatives, kdv_2d_residual,
         "u_ty + u_xxxy + 3(u_y u_x)_x - u_xx + 2u_yy = 0, kink (9-jet + two 3-jets)")
 
 
@@ -1388,8 +1399,7 @@ def kp_solution(z: Array) -> Array:
     k, m = KP_WAVENUMBERS
     b = KP_STEEPNESS
     omega = -(3.0 * m ** 2 + 4.0 * k ** 4 * b ** 2) / k
-    xi = k * z[..., 0] + m * z[..., 1] + omega * z[..., 2] - KP_OFFSET
-    return 2.0 * k ** 2 * b ** 2 / jnp.cosh(b * xi) ** 2
+    return 2.0 * k ** 2 * b ** 2 / jnp.cosh(b * _phase(z, k, m, omega, KP_OFFSET)) ** 2
 
 
 def kp_derivatives(u: ScalarFn, z: Array) -> dict[str, Array]:
@@ -1444,10 +1454,8 @@ def kp(d: int = 2, seed: int = 0) -> Equation:
       3
     """
     del seed
-    if d != 2:
-        raise ValueError(f"kp is two-dimensional in space; got --dim {d}")
-    return _box_problem(
-        "kp", 2, kp_solution, lambda u, z: kp_residual(kp_derivatives(u, z)),
+    return _planar(
+        "kp", d, kp_solution, kp_derivatives, kp_residual,
         "(u_t + 6u u_x + u_xxx)_x + 3u_yy = 0, line soliton (4-, 3- and 2-jets)")
 
 
