@@ -320,9 +320,9 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
             "peak RSS shown above; device peak: the accelerator allocator's peak bytes "
             "(GPU only). The paper's memory is GPU memory.",
             "trivial: the equation's untrained predictor ((1-|x|²)u*(0) on the ball, or the "
-            "initial or terminal condition); best |x|²,t: least squares of u* on monomials "
-            "of standardized |x|² (and t), total degree ≤ 10, fitted on 4000 points and "
-            "scored on 4000 others (NaN for the problems scored at (0, 0) only).",
+            "initial or terminal condition); best |x|²,t: least squares of u* on Legendre "
+            "polynomials of |x|² (and t) scaled to [-1, 1], total degree ≤ 10, fitted and "
+            "scored on the same 4000 fresh points (NaN for the problems scored at (0, 0) only).",
             "SDGD: train_pinn's method 'sdgd' (Hessian-vector products, forward over reverse, "
             "on the same sampled coordinates); the paper's >1000× speed-up and >30× memory "
             "headline is over randomization with first-order AD at its largest d.",

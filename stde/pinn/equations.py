@@ -1537,11 +1537,14 @@ def radial_coordinates(equation: Equation, points: Array) -> np.ndarray:
 def radial_features(coordinates: np.ndarray, degree: int = 4,
                     centre: np.ndarray | None = None, spread: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Monomials ``ρ^i τ^j`` (``i + j <= degree``) of standardized ``|x|²`` and ``t``.
+    """Legendre products ``P_i(ρ) P_j(τ)`` (``i + j <= degree``) of scaled ``|x|²`` and ``t``.
 
     ``ρ, τ`` are the columns of :func:`radial_coordinates` shifted by ``centre`` and
-    divided by ``spread`` (by default their own mean and standard deviation); with one
-    column (no time) only ``ρ^i``.
+    divided by ``spread`` (by default the midpoint and half-width of their own range, so
+    they span ``[-1, 1]``, where Legendre polynomials are well conditioned even when
+    ``|x|²`` crowds near 1, as in the unit ball at large ``d``) and clipped to ``[-1, 1]``
+    (a point outside the range the fit saw is not extrapolated); with one column (no
+    time) only ``P_i(ρ)``.
 
     Returns:
       ``(features, centre, spread)``, features of shape ``(n, count)`` in float64.
@@ -1553,12 +1556,17 @@ def radial_features(coordinates: np.ndarray, degree: int = 4,
       >>> radial_features(radial_coordinates(equation, points))[0].shape
       (8, 15)
     """
-    centre = coordinates.mean(0) if centre is None else centre
-    spread = coordinates.std(0) if spread is None else spread
-    scaled = (coordinates - centre) / np.where(spread > 0, spread, 1.0)
-    timed = scaled.shape[1] == 2
-    columns = [scaled[:, 0] ** i * (scaled[:, 1] ** j if timed else 1.0)
-               for i in range(degree + 1) for j in range(degree + 1 - i if timed else 1)]
+    low, high = coordinates.min(0), coordinates.max(0)
+    centre = 0.5 * (high + low) if centre is None else centre
+    spread = 0.5 * (high - low) if spread is None else spread
+    # Points outside the fitted range are held at its ends: no polynomial extrapolation.
+    scaled = np.clip((coordinates - centre) / np.where(spread > 0, spread, 1.0), -1.0, 1.0)
+    in_rho = np.polynomial.legendre.legvander(scaled[:, 0], degree)
+    if scaled.shape[1] == 1:
+        return in_rho, centre, spread
+    in_tau = np.polynomial.legendre.legvander(scaled[:, 1], degree)
+    columns = [in_rho[:, i] * in_tau[:, j] for i in range(degree + 1)
+               for j in range(degree + 1 - i)]
     return np.stack(columns, -1), centre, spread
 
 
@@ -1582,7 +1590,7 @@ def radial_baseline_error(equation: Equation, points: Array, degree: int = 4,
                           fit_points: Array | None = None) -> float:
     """Relative L2 error of the best predictor that uses only ``|x|²`` and ``t``.
 
-    Least squares of ``u*`` on the monomials of :func:`radial_features` (total degree
+    Least squares of ``u*`` on the polynomials of :func:`radial_features` (total degree
     ``degree``), fitted on ``fit_points`` (default: ``points`` themselves, which makes it
     the best such polynomial on the evaluation points: a baseline that favours the
     baseline) and scored on ``points``. A trained network below it has learnt more than
@@ -1605,11 +1613,15 @@ def radial_baseline_error(equation: Equation, points: Array, degree: int = 4,
 
 def sampled_radial_baseline_error(equation: Equation, key: Array, n_points: int = 4000,
                                   degree: int = 10, chunk_floats: int = 2 ** 24) -> float:
-    """:func:`radial_baseline_error` fitted and scored on two fresh samples of ``n_points``.
+    """:func:`radial_baseline_error` fitted and scored on ``n_points`` fresh samples.
 
-    Points are drawn ``equation.sample``-wise in chunks of at most ``chunk_floats`` input
-    floats and reduced at once to ``(|x|², t)`` and ``u*``, so ``d = 10⁶`` needs no more
-    memory than ``d = 100``. NaN for the reference-value problems (``u*`` is known at
+    In-sample, as :func:`radial_baseline_error`'s default: the best such polynomial on
+    the points it is scored on. (Scored on other points it would have to extrapolate,
+    and on the ball at large ``d``, where ``|x|²`` crowds near 1 and the rare points of
+    small ``|x|²`` carry the largest ``u*``, that decides the score.) Points are drawn
+    ``equation.sample``-wise in chunks of at most ``chunk_floats`` input floats and
+    reduced at once to ``(|x|², t)`` and ``u*``, so ``d = 10⁶`` needs no more memory than
+    ``d = 100``. NaN for the reference-value problems (``u*`` is known at
     their ``evaluation_points`` only).
 
     Example:
@@ -1624,13 +1636,10 @@ def sampled_radial_baseline_error(equation: Equation, key: Array, n_points: int 
     chunk = max(1, min(n_points, chunk_floats // equation.input_dim))
     exact = jax.jit(jax.vmap(equation.exact))
 
-    def draw(part: Array) -> tuple[np.ndarray, np.ndarray]:
-        coordinates, targets = [], []
-        for i, start in enumerate(range(0, n_points, chunk)):
-            points = equation.sample(jax.random.fold_in(part, i), min(chunk, n_points - start))
-            coordinates.append(radial_coordinates(equation, points))
-            targets.append(np.asarray(exact(points), np.float64))
-        return np.concatenate(coordinates), np.concatenate(targets)
-
-    k_fit, k_score = jax.random.split(key)
-    return _radial_fit_error(draw(k_fit), draw(k_score), degree)
+    coordinates, targets = [], []
+    for i, start in enumerate(range(0, n_points, chunk)):
+        points = equation.sample(jax.random.fold_in(key, i), min(chunk, n_points - start))
+        coordinates.append(radial_coordinates(equation, points))
+        targets.append(np.asarray(exact(points), np.float64))
+    data = np.concatenate(coordinates), np.concatenate(targets)
+    return _radial_fit_error(data, data, degree)
