@@ -136,9 +136,9 @@ PLANS: dict[str, tuple[Run, ...]] = {
     ]),
 }
 """Runs per size. A dimension the equation rejects (e.g. ``kdv`` outside ``d = 1``) is
-skipped like an unregistered name. ``small`` (14 runs with today's equations) took 18
-minutes on the project's shared 2-core CPU at a load average of 11-21, less when idle;
-``paper`` takes hours there; ``gpu`` is :file:`benchmarks/gpu.sh`'s (one GPU)."""
+skipped like an unregistered name. ``small`` (35 runs) took 18 minutes on the project's
+shared 2-core CPU while two other jobs ran; ``paper`` takes hours there; ``gpu`` is
+:file:`benchmarks/gpu.sh`'s (one GPU)."""
 
 TEST_SET_FLOATS = 2 ** 25
 """Held-out points of a run hold at most this many input floats (128 MiB in float32)."""
