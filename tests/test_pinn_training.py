@@ -41,7 +41,16 @@ def fixed_batch_losses(name, method, steps=25, d=3):
     return [float(v) for v in run(params)]
 
 
-@pytest.mark.parametrize("name", sorted(pe.EQUATIONS))
+# Equations whose residuals cost many jets (7- to 9-jets) or a quadrature: their jet
+# recipes and forcing terms are checked in test_pinn_equations.py by default; training
+# them runs with -m slow (kdv stays in the default run for the high-order path).
+SLOW_TO_TRAIN = {"kdv_2d", "kp", "poisson_gpinn", "allen_cahn_gpinn", "sine_gordon_gpinn",
+                 "hjb_lqg"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TO_TRAIN else name
+    for name in sorted(pe.EQUATIONS)])
 def test_short_training_decreases_the_loss(name):
     before, after = fixed_batch_losses(name, "sparse")
     assert np.isfinite(after) and after < 0.7 * before, (before, after)

@@ -30,7 +30,7 @@ from tests.oracle import check_collapsed, taylor
 
 pytestmark = pytest.mark.usefixtures("x64")
 
-DEFAULT_PROGRAMS = 24
+DEFAULT_PROGRAMS = 20
 DEFAULT_DIM, DEFAULT_STEPS = 3, 2
 SLOW_PROGRAMS = int(os.environ.get("STDE_RANDOM_PROGRAMS", "200"))
 SLOW_FIRST_SEED = int(os.environ.get("STDE_RANDOM_SEED", "1000"))
