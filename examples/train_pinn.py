@@ -51,6 +51,7 @@ from tqdm import tqdm
 from stde.pinn import parallel
 from stde.pinn.equations import EQUATIONS, Equation, default_dim, make_equation
 from stde.pinn.harness import METHODS, Params, init_mlp, make_estimate, make_loss, mlp
+from stde.pinn.row_blocks import optimizer_step
 
 Array = Any
 SCHEDULES = ("cosine", "linear")
@@ -83,6 +84,9 @@ class Config:
     coordinator: str | None = None
     init_timeout: float = parallel.DEFAULT_TIMEOUT_S
     shard_input_layer: bool = False
+    # Rows of the first layer's weight drawn and updated at a time (0: all at once; None:
+    # BLOCK_ROWS where that weight has ROW_BLOCKS_FROM entries or more).
+    block_rows: int | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,6 +184,12 @@ class Progress:
 LIVE_SYNC_EVERY = 10
 
 
+BLOCK_ROWS = 8192
+"""Rows per block of the first layer's weight where the trainer chooses row blocks."""
+ROW_BLOCKS_FROM = 2 ** 24
+"""The trainer draws and updates the first layer's weight in row blocks from this many
+entries on (64 MiB in float32): its gradient and the random draw's temporaries are then
+never held whole (:mod:`stde.pinn.row_blocks`)."""
 TEST_SET_FLOATS = 2 ** 27
 """The default held-out set holds at most this many input floats (512 MiB in float32)."""
 
@@ -243,6 +253,16 @@ def check_config(config: Config) -> Config:
     if config.shard_input_layer and equation.input_dim % config.devices:
         raise ValueError(f"--shard-input-layer: the network's input size {equation.input_dim} "
                          f"must be divisible by --devices {config.devices}")
+    if config.block_rows is None:
+        large = equation.input_dim * config.width >= ROW_BLOCKS_FROM
+        config = dataclasses.replace(
+            config, block_rows=BLOCK_ROWS if large and not config.shard_input_layer else 0)
+    if config.block_rows < 0:
+        raise ValueError(f"--block-rows must be non-negative (0: all at once), "
+                         f"got {config.block_rows}")
+    if config.block_rows and config.shard_input_layer:
+        raise ValueError("--block-rows updates the first layer's weight block by block on "
+                         "one device; with --shard-input-layer pass --block-rows 0")
     if config.devices > 1 or jax.distributed.is_initialized():
         layout(config)  # raises if JAX sees fewer devices, or leaves out a process's
         if config.batch % config.devices and not config.shard_input_layer:
@@ -287,17 +307,18 @@ def fit(config: Config) -> tuple[Params, dict[str, Any]]:
             optimizer, lambda _, sharding: sharding,
             jax.eval_shape(optimizer.init, jax.eval_shape(lambda k: init_mlp(k, sizes), k_init)),
             param_shardings, transform_non_params=lambda _: replicated)
-    params = jax.jit(init_mlp, static_argnums=1, out_shardings=param_shardings)(k_init, sizes)
+    params = jax.jit(functools.partial(init_mlp, block_rows=config.block_rows),
+                     static_argnums=1, out_shardings=param_shardings)(k_init, sizes)
     opt_state = jax.jit(optimizer.init, out_shardings=state_shardings)(params)
+
+    update = optimizer_step(loss_fn, optimizer, config.block_rows)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1),
                        out_shardings=(param_shardings, state_shardings, replicated))
     def step(params: Params, opt_state: Any, key: Array) -> tuple[Params, Any, Array]:
         points, keys = collocation(equation, key, config.batch, where and where.points,
                                    where and where.keys)
-        loss, grads = jax.value_and_grad(loss_fn)(params, points, keys)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return update(params, opt_state, points, keys)
 
     test_points = jax.jit(equation.test_points, static_argnums=1,
                           out_shardings=where and where.test_points)(k_test, config.n_test)
@@ -538,6 +559,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--shard-input-layer", action="store_true",
                         help="model parallel: split the first layer's d x width weight (and "
                              "the points' coordinates) over --devices instead of the points")
+    parser.add_argument("--block-rows", type=_natural, default=None,
+                        help=f"draw and update the first layer's weight this many rows at a "
+                             f"time, never holding its gradient whole (0: all at once; "
+                             f"default: {BLOCK_ROWS} where that weight has 2^24 entries or "
+                             f"more, else 0)")
     cluster = parser.add_argument_group(
         "several processes (JAX's distributed runtime; each flag defaults to its environment "
         "variable)")

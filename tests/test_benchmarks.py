@@ -66,14 +66,16 @@ def test_training_steps_donate_their_state_and_measure_their_memory(result):
     """scale's train_* rows: Adam's step updates parameters and moments in place (XLA
     aliases all of their bytes), in a process of its own whose peak RSS is recorded."""
     rows = [r for r in result["suites"]["scale"]["rows"] if r["method"].startswith("train_")]
-    assert {r["method"] for r in rows} == {"train_primal", "train_stde_sparse"}
+    assert {r["method"] for r in rows} == {"train_primal", "train_stde_sparse",
+                                           "train_stde_sparse_row_blocks"}
     for row in rows:
         assert "error" not in row, row
         assert row["alias_bytes"] == row["state_bytes"] > 0, row
         assert row["peak_rss_bytes"] >= row["runtime_rss_bytes"] > 0, row
         assert row["peak_rss_ratio"] == row["peak_rss_bytes"] / row["state_bytes"]
     targets = {(t["target"], t["method"]) for t in report.evaluate_targets(result["suites"])}
-    assert ("scale: peak RSS ≤ 1.5× params + Adam state", "train_stde_sparse") in targets
+    for method in ("train_stde_sparse", "train_stde_sparse_row_blocks"):
+        assert ("scale: peak RSS ≤ 1.5× params + Adam state", method) in targets
 
 
 def test_fit_slope_recovers_a_line():

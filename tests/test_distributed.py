@@ -138,11 +138,16 @@ def test_a_missing_peer_is_a_clear_error_not_a_hang():
 
 def test_sharded_input_layer_trains_like_one_device(tmp_path):
     """--shard-input-layer on 2 forced CPU devices: same run as 1 device; the first layer's
-    weight and Adam moments stay split by rows."""
+    weight and Adam moments stay split by rows. --block-rows with data parallelism on 2
+    devices: same run as on 1 device."""
     sharded, single = tmp_path / "sharded.npz", tmp_path / "single.npz"
+    blocks2, blocks1 = tmp_path / "blocks2.npz", tmp_path / "blocks1.npz"
     result, = run_all([worker([(dict(TINY, devices=2, shard_input_layer=True, out=""), sharded),
-                               (dict(TINY, out=""), single)], devices=2)])
+                               (dict(TINY, out=""), single),
+                               (dict(TINY, devices=2, block_rows=3, out=""), blocks2),
+                               (dict(TINY, block_rows=3, out=""), blocks1)], devices=2)])
     assert result.returncode == 0, result.stdout
+    assert_same_run(np.load(blocks2), np.load(blocks1), 1e-5)
     sharded, single = np.load(sharded), np.load(single)
     assert_same_run(sharded, single, 1e-5)
     assert tuple(sharded["shard"]) == (2, 8) and tuple(single["shard"]) == (4, 8)

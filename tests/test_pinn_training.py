@@ -152,3 +152,22 @@ def test_default_command_writes_a_summary_folder():
     assert config.out == tp.default_out(config)
     assert config.out.startswith(os.path.join("runs", f"{config.equation}-d{config.dim}-"))
     assert tp.parse_args(["--out", ""]).out == ""
+
+
+def test_block_rows_option():
+    """--block-rows: chosen where the first weight is large, off otherwise; clear errors;
+    a short run with row blocks trains (stde.pinn.row_blocks is tested against the
+    ordinary step in test_pinn_row_blocks.py)."""
+    assert tp.check_config(tp.Config(equation="poisson", dim=3)).block_rows == 0
+    large = tp.check_config(tp.Config(equation="heat_averaged", dim=2 ** 18, width=64))
+    assert large.block_rows == tp.BLOCK_ROWS
+    assert tp.parse_args(["--block-rows", "5", "--out", ""]).block_rows == 5
+    with pytest.raises(ValueError, match="--block-rows must be non-negative"):
+        tp.check_config(tp.Config(block_rows=-1))
+    with pytest.raises(ValueError, match="with --shard-input-layer pass --block-rows 0"):
+        tp.check_config(tp.Config(equation="poisson", dim=4, block_rows=4,
+                                  shard_input_layer=True, devices=2))
+    summary = tp.train(tp.Config(equation="poisson", dim=5, steps=30, batch=8, width=8,
+                                 depth=1, n_samples=2, n_test=64, eval_every=10, out="",
+                                 quiet=True, block_rows=2))
+    assert summary["loss_curve"][-1] < summary["loss_curve"][0]

@@ -18,10 +18,15 @@ with its own ``S`` sampled coordinates, swept over ``D`` up to 10⁶. Rows:
   Adam's moments donated (updated in place), each measured in a fresh process of its own
   (:func:`training_step`) so that its peak resident memory is its own: ``peak_rss_ratio``
   is that peak over the bytes of the parameters and Adam's two moments.
+* ``train_stde_sparse_row_blocks``: ``train_stde_sparse`` with the first layer's weight
+  drawn and updated :data:`BLOCK_ROWS` rows at a time
+  (:func:`stde.pinn.row_blocks.optimizer_step`), so that neither its gradient nor the
+  random draw's temporaries are ever held whole.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -42,14 +47,21 @@ from benchmarks.common import compile_stats
 from benchmarks.suites.base import Case, Size, run_sweep
 from stde import sampling
 from stde.pinn.harness import init_mlp, mlp
+from stde.pinn.row_blocks import optimizer_step
+
+
+def _mean_square_loss(per_point: Callable[[Any, jax.Array, jax.Array], jax.Array]
+                      ) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """``(params, X, keys) ↦ mean_b per_point(params, x_b, key_b)²``."""
+    def loss(params: Any, points: jax.Array, keys: jax.Array) -> jax.Array:
+        return jnp.mean(jax.vmap(lambda x, k: per_point(params, x, k))(points, keys) ** 2)
+    return loss
 
 
 def _mean_square(per_point: Callable[[Any, jax.Array, jax.Array], jax.Array]
                  ) -> Callable[[Any, jax.Array, jax.Array], Any]:
-    """``(params, X, keys) ↦ (mean_b per_point(params, x_b, key_b)², its gradient)``."""
-    def loss(params: Any, points: jax.Array, keys: jax.Array) -> jax.Array:
-        return jnp.mean(jax.vmap(lambda x, k: per_point(params, x, k))(points, keys) ** 2)
-    return jax.value_and_grad(loss)
+    """``(params, X, keys) ↦ (mean square of per_point, its gradient)``."""
+    return jax.value_and_grad(_mean_square_loss(per_point))
 
 
 def _sparse(samples: int) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
@@ -98,9 +110,21 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+BLOCK_ROWS = 8192
+"""Rows per block of the first layer's weight in the ``train_*_row_blocks`` rows (4 MiB
+of a ``10⁶ × 128`` float32 weight)."""
+TRAINING_STEPS = (("primal", None), ("stde_sparse", None), ("stde_sparse", BLOCK_ROWS))
+"""The whole training steps measured, ``(loss, block_rows)``."""
+
+
 def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samples: int,
-                  steps: int = 5) -> dict[str, Any]:
+                  steps: int = 5, block_rows: int | None = None) -> dict[str, Any]:
     """One training step (loss ``primal`` or ``stde_sparse``, gradient, Adam), in this process.
+
+    With ``block_rows`` the first layer's weight is drawn
+    (:func:`stde.pinn.harness.init_mlp`) and updated
+    (:func:`stde.pinn.row_blocks.optimizer_step`) that many rows at a time: its
+    gradient, and ``jax.random.normal``'s temporaries, are never held whole.
 
     The step is compiled from shapes first (the compiler's memory is freed before any
     parameter exists); then parameters and Adam's state are created inside ``jit`` (no
@@ -122,16 +146,11 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
     jax.block_until_ready(jnp.zeros(()))  # JAX's runtime started
     started = _peak_rss_bytes()
     optimizer = optax.adam(1e-3)
-    value_and_grad = _mean_square(_losses(samples)[loss])
-    init_params = jax.jit(init_mlp, static_argnums=1)
+    step = optimizer_step(_mean_square_loss(_losses(samples)[loss]), optimizer, block_rows)
+    init_params = jax.jit(functools.partial(init_mlp, block_rows=block_rows), static_argnums=1)
     sizes = (dim, *hidden, 1)
     init_state = jax.jit(optimizer.init)
     make_points = jax.jit(lambda key: jax.random.normal(key, (batch, dim)) / dim ** 0.5)
-
-    def step(params: Any, state: Any, points: jax.Array, keys: jax.Array) -> Any:
-        value, grads = value_and_grad(params, points, keys)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, value
 
     keys = jax.random.split(jax.random.PRNGKey(4), batch)
     shapes = jax.eval_shape(lambda k: init_params(k, sizes), keys[0])
@@ -139,9 +158,11 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
         shapes, jax.eval_shape(init_state, shapes), jax.eval_shape(make_points, keys[0]),
         keys).compile()
     flops, temp = compile_stats(compiled)
+    # The points first: drawing them takes temporaries (jax.random.normal's, three times
+    # the points) that are freed before the parameters exist.
+    points = jax.block_until_ready(make_points(jax.random.PRNGKey(1)))
     params = init_params(jax.random.PRNGKey(0), sizes)
     state = init_state(params)
-    points = make_points(jax.random.PRNGKey(1))
     memory = compiled.memory_analysis()
     times, cpu_times = [], []
     for _ in range(steps + 1):
@@ -151,7 +172,8 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
         cpu_times.append(time.process_time() - cpu_start)
     state_bytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     peak = _peak_rss_bytes()
-    return {"dim": dim, "method": f"train_{loss}", "median_s": statistics.median(times[1:]),
+    return {"dim": dim, "method": f"train_{loss}" + ("_row_blocks" if block_rows else ""),
+            "block_rows": block_rows, "median_s": statistics.median(times[1:]),
             "min_s": min(times[1:]), "first_step_s": times[0],
             "median_cpu_s": statistics.median(cpu_times[1:]), "flops": flops,
             "temp_bytes": temp, "alias_bytes": int(memory.alias_size_in_bytes),
@@ -163,12 +185,13 @@ def training_step(dim: int, loss: str, hidden: tuple[int, ...], batch: int, samp
             "loss": float(value)}
 
 
-def training_step_in_subprocess(dim: int, loss: str, size: Size, timeout_s: float = 1800
-                                ) -> dict[str, Any]:
+def training_step_in_subprocess(dim: int, loss: str, size: Size, block_rows: int | None = None,
+                                timeout_s: float = 1800) -> dict[str, Any]:
     """:func:`training_step` in a fresh Python process (its own peak memory); errors as rows."""
+    method = f"train_{loss}" + ("_row_blocks" if block_rows else "")
     code = (f"import json; from benchmarks.suites.scale import training_step; print(json.dumps("
             f"training_step({dim}, {loss!r}, {tuple(size.pinn_hidden)!r}, {size.pinn_batch}, "
-            f"{size.pinn_samples})))")
+            f"{size.pinn_samples}, block_rows={block_rows!r})))")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     env.setdefault("JAX_PLATFORMS", jax.default_backend())
@@ -176,9 +199,9 @@ def training_step_in_subprocess(dim: int, loss: str, size: Size, timeout_s: floa
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
-        return {"dim": dim, "method": f"train_{loss}", "error": f"timed out after {timeout_s} s"}
+        return {"dim": dim, "method": method, "error": f"timed out after {timeout_s} s"}
     if result.returncode != 0:
-        return {"dim": dim, "method": f"train_{loss}",
+        return {"dim": dim, "method": method,
                 "error": (result.stderr.strip().splitlines() or ["no output"])[-1][:300]}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -202,10 +225,10 @@ def scale_step(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
                      reference="stde_dense_one_hot", compare=lambda m: m == "stde_sparse",
                      log=log)
     for dim in size.scale_dims:
-        for loss in ("primal", "stde_sparse"):
-            row = training_step_in_subprocess(dim, loss, size)
+        for loss, block_rows in TRAINING_STEPS:
+            row = training_step_in_subprocess(dim, loss, size, block_rows)
             rows.append(row)
-            log(f"  dim={dim:<6} train_{loss:<11} " + (
+            log(f"  dim={dim:<6} {row['method']:<28} " + (
                 f"ERROR {row['error']}" if "error" in row else
                 f"{row['median_s'] * 1e3:9.2f} ms  {row['flops']:10.3e} flops  peak RSS "
                 f"{row['peak_rss_bytes'] / 2**20:.0f} MiB = {row['peak_rss_ratio']:.2f}x "
@@ -226,7 +249,10 @@ def scale_step(size: Size, log: Callable[[str], None] = print) -> dict[str, Any]
                 "Adam's update, parameters and Adam state donated; each in a fresh process "
                 "(not interleaved with the rows above): median of 5 steps after the "
                 "compiling one (CPU time, user + system of all threads, in the JSON as "
-                "median_cpu_s). peak RSS (VmHWM of that process, JAX runtime "
+                "median_cpu_s). train_stde_sparse_row_blocks: the same with the first "
+                f"layer's weight drawn and updated {BLOCK_ROWS} rows at a time "
+                "(stde.pinn.row_blocks.optimizer_step; XLA's flops count the loop's body "
+                "once, so they are not comparable). peak RSS (VmHWM of that process, JAX runtime "
                 "included) over params + Adam state bytes: " + ", ".join(
                     f"{r['method']} D={r['dim']}: {r['peak_rss_bytes'] / 2**20:.0f} MiB = "
                     f"{r['peak_rss_ratio']:.2f}x" for r in rows if "peak_rss_ratio" in r)

@@ -7,4 +7,6 @@
   the tests share.
 * :mod:`stde.pinn.parallel`: training on several processes (JAX's distributed runtime)
   and devices, data parallel or with the first layer split over its input axis.
+* :mod:`stde.pinn.row_blocks`: optimiser steps that compute and apply the first layer's
+  gradient a block of rows at a time, never holding it whole (``d = 10⁶`` inputs).
 """

@@ -41,12 +41,19 @@ METHODS = ("sparse", "dense", "exact", "sdgd")
 
 
 def init_mlp(key: Array, sizes: Sequence[int], *, bias: float = 0.0,
-             dtype: Any = float) -> Params:
+             dtype: Any = float, block_rows: int | None = None) -> Params:
     """Glorot-normal weights and constant biases for a tanh MLP with layer ``sizes``.
 
     Layer ``l`` maps ``sizes[l]`` to ``sizes[l + 1]`` features with weights drawn from
     ``N(0, 2 / (n_in + n_out))``, one key of ``jax.random.split(key, len(sizes) - 1)``
     per layer, so a seed gives the same network everywhere.
+
+    ``jax.random.normal`` needs three times its output in temporary memory (1.5 GB for a
+    ``10⁶ × 128`` first layer, more than that layer and its Adam moments need in a
+    training step with :func:`stde.pinn.row_blocks.optimizer_step`). With
+    ``block_rows``, the first layer's weight is drawn that many rows at a time instead,
+    block ``i`` from ``jax.random.fold_in(layer_key, i)``: other numbers from the same
+    distribution, drawn in one block's memory.
 
     Args:
       key: a PRNG key.
@@ -56,6 +63,8 @@ def init_mlp(key: Array, sizes: Sequence[int], *, bias: float = 0.0,
         nonzero one so that no bias term can drop out of a derivative unnoticed.
       dtype: of the weights and biases (``float``: float32, or float64 with
         ``jax_enable_x64``).
+      block_rows: draw the first layer's weight this many rows at a time (``None``: at
+        once).
 
     Returns:
       ``[(weights (n_in, n_out), biases (n_out,)), ...]``, one pair per layer.
@@ -67,10 +76,32 @@ def init_mlp(key: Array, sizes: Sequence[int], *, bias: float = 0.0,
       ([(3, 8), (8, 1)], 0.0)
     """
     params = []
-    for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:])):
-        w = jax.random.normal(k, (n_in, n_out), dtype) * math.sqrt(2.0 / (n_in + n_out))
+    for layer, (k, (n_in, n_out)) in enumerate(
+            zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:]))):
+        draw = _normal_rows if layer == 0 and block_rows else _normal
+        w = draw(k, (n_in, n_out), dtype, block_rows) * math.sqrt(2.0 / (n_in + n_out))
         params.append((w, jnp.full(n_out, bias, dtype)))
     return params
+
+
+def _normal(key: Array, shape: tuple[int, int], dtype: Any, block_rows: int | None) -> Array:
+    del block_rows
+    return jax.random.normal(key, shape, dtype)
+
+
+def _normal_rows(key: Array, shape: tuple[int, int], dtype: Any, block_rows: int) -> Array:
+    """Standard normal ``shape`` drawn ``block_rows`` rows at a time, in place."""
+    rows, block = shape[0], min(block_rows, shape[0])
+
+    def draw(i: Array, start: Array, size: int, out: Array) -> Array:
+        values = jax.random.normal(jax.random.fold_in(key, i), (size, *shape[1:]), dtype)
+        return jax.lax.dynamic_update_slice_in_dim(out, values, start, 0)
+
+    out = jax.lax.fori_loop(0, rows // block, lambda i, out: draw(i, i * block, block, out),
+                            jnp.zeros(shape, dtype))
+    if rows % block:
+        out = draw(rows // block, rows - rows % block, rows % block, out)
+    return out
 
 
 def mlp(params: Params, z: Array) -> Array:
