@@ -14,35 +14,26 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from stde import sparse as coefficients
+from stde import indexed
 from stde.core import JetValue
 from stde.jets import evaluate_jets
 from stde.lowering import flatten_argument
 
-SPARSE_MIN_DIM = 96
-"""From this many coordinates on, :func:`value_grad_laplacian` holds ``e_1 .. e_D`` sparse.
-
-Measured on the VMC suite's wavefunction (16 walkers, width 32, one pinned core of a
-loaded machine, methods interleaved in one process): sparse/dense time 1.5× at
-``D = 48`` (16 electrons; jax 0.10.2 and 0.12 alike, though 13% fewer XLA flops and
-23% fewer temporary bytes) and 0.93× at ``D = 96`` (32 electrons, jax 0.12; 0.75× the
-flops, 105 against 249 MiB of temporaries). The gathers, scatters and sorts of sparse
-entries cost more time on CPU than their flop count says.
-"""
-
 
 def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
-                         sparse: bool | None = None) -> Callable[..., Any]:
+                         sparse: bool = True) -> Callable[..., Any]:
     """``g(*args) -> (f(*args), ∇f, Δf)`` w.r.t. argument ``argnums``, in one collapsed 2-jet.
 
     Args:
       f: the function; its output may be any array (or pytree of arrays).
       argnums: which positional argument the derivatives are taken with respect to.
       sparse: hold the directions ``e_1 .. e_D`` as a
-        :class:`stde.sparse.SparseCoefficient`, so that the rules keep Jacobian
-        sparsity (a coordinate touches one row of per-particle features, a row and a
-        column of pair features) until it no longer pays; ``False``: a dense identity;
-        ``None`` (default): sparse from :data:`SPARSE_MIN_DIM` coordinates on.
+        :class:`stde.indexed.IndexedCoefficient` (per element, the few coordinates it
+        depends on), so that the rules keep Jacobian sparsity (an element of
+        per-particle features depends on one particle, of pair features on two) until
+        an element depends on more than half of the coordinates (default; on the VMC
+        suite's wavefunction as fast or faster than the dense identity from 4 electrons
+        on); ``False``: a dense identity.
 
     Returns:
       ``g(*args)`` returning, per output leaf of shape ``S``, the value (``S``), the
@@ -67,9 +58,7 @@ def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
     def g(*args: Any) -> tuple[Any, Any, Any]:
         h, x, argument = flatten_argument(f, args, argnums)
         dim = x.shape[0]
-        held_sparse = dim >= SPARSE_MIN_DIM if sparse is None else sparse
-        directions = (coefficients.from_indices(jnp.arange(dim), 1.0, dim, x.dtype)
-                      if held_sparse else jnp.eye(dim, dtype=x.dtype))
+        directions = indexed.basis(dim, x.dtype) if sparse else jnp.eye(dim, dtype=x.dtype)
         inputs = [JetValue(x, (directions,), None)]
         outputs, out_tree = evaluate_jets(h, (x,), inputs, 2, dim)
 
@@ -90,4 +79,4 @@ def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
     return g
 
 
-__all__ = ["SPARSE_MIN_DIM", "value_grad_laplacian"]
+__all__ = ["value_grad_laplacian"]

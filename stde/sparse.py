@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stde import indexed
 from stde.core import JetValue
 
 Array = Any
@@ -95,8 +96,12 @@ class SparseCoefficient:
 
 
 def is_sparse(c: Any) -> bool:
-    """Whether ``c`` is a :class:`SparseCoefficient`."""
-    return isinstance(c, SparseCoefficient)
+    """Whether ``c`` is sparse: a :class:`SparseCoefficient` or an indexed one.
+
+    The indexed layout is :class:`stde.indexed.IndexedCoefficient` (per element, the
+    directions it depends on).
+    """
+    return isinstance(c, SparseCoefficient | indexed.IndexedCoefficient)
 
 
 def has_sparse(value: JetValue) -> bool:
@@ -134,6 +139,8 @@ def densify(c: Any) -> Any:
     """
     if not is_sparse(c):
         return c
+    if indexed.is_indexed(c):
+        return indexed.densify(c)
     rows = jnp.arange(c.directions)[:, None]
     dense = jnp.zeros((c.directions, c.size), c.dtype).at[rows, c.indices].add(c.values)
     return dense.reshape(c.shape)
@@ -160,6 +167,8 @@ def gather(array: Array, c: SparseCoefficient) -> Array:
 
 def scatter_sum(c: SparseCoefficient) -> Array:
     """``Σ_r`` of the directions of ``c``: a dense array shaped ``S``."""
+    if indexed.is_indexed(c):
+        return indexed.sum_directions(c)
     flat = jnp.zeros((c.size,), c.dtype).at[c.indices.reshape(-1)].add(c.values.reshape(-1))
     return flat.reshape(c.primal_shape)
 
@@ -178,6 +187,8 @@ def times_array(c: SparseCoefficient, array: Array) -> SparseCoefficient:
     The product is zero off ``c``'s entries, so it stays sparse: ``array`` is read
     there (:func:`gather`).
     """
+    if indexed.is_indexed(c):
+        return indexed.times_array(c, array)
     return c.with_entries(c.indices, c.values * gather(array, c).astype(c.dtype))
 
 
@@ -188,6 +199,8 @@ def times_lower(u: Any, v: Any) -> Any:
     Two coefficients sharing one distinct index list multiply their values; otherwise a
     sparse factor's entries read the other factor there (:func:`values_at`).
     """
+    if indexed.is_indexed(u) or indexed.is_indexed(v):
+        return indexed.times_lower(u, v)
     if not is_sparse(u):
         u, v = v, u
     if is_sparse(v) and v.indices is u.indices and u.distinct and v.distinct:
@@ -200,6 +213,8 @@ def plus(u: Any, v: Any, sign: int = 1) -> Any:
 
     Two sparse ones merge their index lists (:func:`add`); a dense one densifies the sum.
     """
+    if indexed.is_indexed(u) or indexed.is_indexed(v):
+        return indexed.plus(u, v, sign)
     if is_sparse(u) and is_sparse(v):
         return add(u, v, sign)
     u, v = densify(u), densify(v)
@@ -247,6 +262,8 @@ def broadcast_to(c: SparseCoefficient, shape: tuple[int, ...]) -> SparseCoeffici
     shape = tuple(shape)
     if shape == c.primal_shape:
         return c
+    if indexed.is_indexed(c):
+        return indexed.broadcast_to(c, shape)
     lead = len(shape) - len(c.primal_shape)
     return broadcast_in_dim(c, shape, tuple(range(lead, len(shape))))
 
@@ -276,6 +293,8 @@ def coalesce(coefficients: Sequence[SparseCoefficient]) -> list[SparseCoefficien
 
     """
     first = coefficients[0]
+    if indexed.is_indexed(first):
+        return indexed.on_shared_slots(coefficients)
     if all(c.indices is first.indices for c in coefficients) and first.distinct:
         return list(coefficients)
     indices = jnp.concatenate([c.indices for c in coefficients], axis=1)
@@ -302,6 +321,7 @@ def coalesce(coefficients: Sequence[SparseCoefficient]) -> list[SparseCoefficien
 
 def take_rows(c: Any, rows: Array) -> Any:
     """Directions ``rows`` of a (sparse or dense) lower coefficient."""
+    c = indexed.densify(c)
     if not is_sparse(c):
         return jnp.take(c, rows, axis=0)
     return c.with_entries(jnp.take(c.indices, rows, axis=0), jnp.take(c.values, rows, axis=0))
@@ -310,6 +330,7 @@ def take_rows(c: Any, rows: Array) -> Any:
 def scale_rows(c: Any, factors: Array) -> Any:
     """Direction ``r`` of a (sparse or dense) lower coefficient times ``factors[r]``."""
     factors = jnp.asarray(factors)
+    c = indexed.densify(c)
     if not is_sparse(c):
         return c * factors.astype(c.dtype).reshape((-1,) + (1,) * (c.ndim - 1))
     return c.with_entries(c.indices, c.values * factors.astype(c.dtype).reshape(-1, 1))
@@ -317,6 +338,8 @@ def scale_rows(c: Any, factors: Array) -> Any:
 
 def scale(c: Any, factor: Any) -> Any:
     """A (sparse or dense) lower coefficient times a scalar."""
+    if indexed.is_indexed(c):
+        return indexed.scale(c, factor)
     if not is_sparse(c):
         return c * jnp.asarray(factor, c.dtype)
     return c.with_entries(c.indices, c.values * jnp.asarray(factor, c.dtype))
@@ -329,6 +352,7 @@ def concatenate_rows(parts: Sequence[Any]) -> Any:
     """
     if len(parts) == 1:
         return parts[0]
+    parts = [indexed.densify(c) for c in parts]
     if all(is_sparse(c) for c in parts):
         width = max(c.indices.shape[1] for c in parts)
         indices, values = [], []
@@ -343,6 +367,7 @@ def concatenate_rows(parts: Sequence[Any]) -> Any:
 
 def zeros_rows_like(c: Any) -> Any:
     """A zero lower coefficient with the directions and shape of ``c``."""
+    c = indexed.densify(c)
     if not is_sparse(c):
         return jnp.zeros_like(c)
     return c.with_entries(jnp.zeros_like(c.indices[:, :1]), jnp.zeros_like(c.values[:, :1]),

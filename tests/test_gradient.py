@@ -34,7 +34,7 @@ def _params():
             "mix": 0.5 * jnp.ones((4, 3), jnp.float64)}
 
 
-SPARSE = pytest.mark.parametrize("sparse", [False, True, None])
+SPARSE = pytest.mark.parametrize("sparse", [False, True])
 
 
 @SPARSE

@@ -8,7 +8,8 @@ rebuilds the primitive's structure around the interpretation with ordinary JAX:
   is cached per (jaxpr, context), so eager repeated calls do not recompile.
 * ``custom_jvp_call`` and ``call_hi_primitive`` (``lax.custom_root`` on JAX 0.11+):
   derivatives come from the JVP rule, differentiated again for higher orders, exactly
-  as ``jax.hessian`` takes them (:func:`stde.rules.fallback.jvp_rule`).
+  as ``jax.hessian`` takes them; at order 2 stde's rules differentiate the JVP rule's
+  jaxpr, collapsed (:func:`stde.rules.fallback.interpreted_jvp_rule`).
 * ``custom_vjp_call``, ``closed_call``, ``call``: the primal body is interpreted (a
   ``custom_vjp`` rule is reverse-mode only, so forward Taylor mode cannot use it).
 * ``remat2`` (``jax.checkpoint``): the body runs under ``jax.checkpoint`` with the
@@ -46,7 +47,7 @@ from jax.extend.core import primitives as prims
 
 from stde.core import Context, JetValue, bind_equation, is_float, zeros_coefficient
 from stde.rules import series
-from stde.rules.fallback import jvp_rule
+from stde.rules.fallback import interpreted_jvp_rule
 from stde.rules.linear import broadcast_coefficient, register_linear
 from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
 from stde.rules.registry import register
@@ -449,7 +450,7 @@ for _call in BODY_CALLS:
     register(_call, call_rule)
 for _with_jvp in (prims.custom_jvp_call_p, call_hi_primitive()):
     if _with_jvp is not None:
-        register(_with_jvp, jvp_rule(_with_jvp))
+        register(_with_jvp, interpreted_jvp_rule(_with_jvp))
 register(prims.jit_p, jit_rule)
 register(prims.remat_p, remat_rule)
 register_linear(prims.name_p)

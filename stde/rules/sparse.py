@@ -34,7 +34,7 @@ from jax import lax
 from jax.extend.core import primitives as prims
 from jax.lax import linalg as lax_linalg
 
-from stde import sparse
+from stde import indexed, sparse
 from stde.core import Array, Context, JetValue, bind_equation, is_float
 from stde.rules import control_flow
 from stde.rules.fallback import rule_or_fallback
@@ -128,6 +128,9 @@ def index_rule(primitive: Any, remap: Remap, ctx: Context, inputs: Sequence[JetV
     shape = tuple(np.shape(primal))
     lower = []
     for c in x.lower:
+        if indexed.is_indexed(c):
+            lower.append(indexed.index_map(primitive, c, params).astype(jnp.result_type(primal)))
+            continue
         moved = remap(c, shape, params) if is_sparse(c) else None
         if moved is not None:
             lower.append(moved.astype(jnp.result_type(primal)))
@@ -143,6 +146,8 @@ def concatenate_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension: int
     if any(not is_sparse(c) and c is not None for x in inputs for c in x.lower):
         return densified(lax.concatenate_p, ctx, inputs, **params)
     primal = bind_equation(lax.concatenate_p, params, *(x.primal for x in inputs))
+    if any(indexed.is_indexed(c) for x in inputs for c in x.lower):
+        return _concatenate_indexed(ctx, inputs, primal, params)
     shape = tuple(np.shape(primal))
     offsets = np.cumsum([0] + [np.shape(x.primal)[dimension] for x in inputs])
     lower = []
@@ -164,6 +169,24 @@ def concatenate_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension: int
     return JetValue(primal, tuple(lower), _top(lax.concatenate_p, params, inputs))
 
 
+def _concatenate_indexed(ctx: Context, inputs: Sequence[JetValue], primal: Array,
+                         params: dict[str, Any]) -> JetValue:
+    """``concatenate`` of indexed coefficients (zero parts take no entries)."""
+    dimension = params["dimension"]
+    lower = []
+    for k in range(ctx.order - 1):
+        present = [x.lower[k] for x in inputs if x.lower[k] is not None]
+        if not present:
+            lower.append(None)
+            continue
+        template = present[0]
+        parts = [x.lower[k] if x.lower[k] is not None else template.with_values(
+            jnp.zeros((1, *np.shape(x.primal)), template.dtype),
+            np.full((1, *np.shape(x.primal)), -1)) for x in inputs]
+        lower.append(indexed.concatenate(parts, dimension))
+    return JetValue(primal, tuple(lower), _top(lax.concatenate_p, params, inputs))
+
+
 # ------------------------------------------------------------------------ dot_general
 
 
@@ -173,6 +196,10 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     params = {"dimension_numbers": dimension_numbers, **params}
     (contract_a, contract_b), (batch_a, batch_b) = dimension_numbers
     a, b = inputs
+    for x, other, first in ((a, b, True), (b, a, False)):
+        if any(indexed.is_indexed(c) for c in x.lower) and other.is_constant \
+                and not batch_a and not batch_b:
+            return _dot_general_indexed(x, other.primal, params, first)
     if sparse.has_sparse(a) and b.is_constant and not batch_a \
             and len(contract_a) == np.ndim(a.primal):
         x, weights, mine, theirs = a, b.primal, contract_a, contract_b
@@ -203,6 +230,27 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
         return jax.vmap(lambda u: bind(weights, u))(c)
 
     top = None if x.summed is None else (bind(x.summed, weights) if x is a
+                                         else bind(weights, x.summed))
+    return JetValue(primal, tuple(linear(c) for c in x.lower), top)
+
+
+def _dot_general_indexed(x: JetValue, weights: Array, params: dict[str, Any],
+                         indexed_first: bool) -> JetValue:
+    """``dot_general`` of an indexed operand with a constant one (:func:`indexed.dot_general`)."""
+    bind = _bind(lax.dot_general_p, params)
+    primal = bind(x.primal, weights) if indexed_first else bind(weights, x.primal)
+    dtype = jnp.result_type(primal)
+
+    def linear(c: Any) -> Any:
+        if c is None:
+            return None
+        if indexed.is_indexed(c):
+            out = indexed.dot_general(c.astype(dtype), weights, params, indexed_first)
+        else:
+            out = jax.vmap(lambda u: bind(u, weights) if indexed_first else bind(weights, u))(c)
+        return out.astype(dtype)
+
+    top = None if x.summed is None else (bind(x.summed, weights) if indexed_first
                                          else bind(weights, x.summed))
     return JetValue(primal, tuple(linear(c) for c in x.lower), top)
 
@@ -245,6 +293,7 @@ for _primitive, _remap in (
     (lax.reshape_p, _reshape), (lax.squeeze_p, _same), (lax.convert_element_type_p, _same),
     (lax.copy_p, _same), (lax.reduce_sum_p, _reduce_sum),
     (lax.broadcast_in_dim_p, _broadcast_in_dim), (lax.slice_p, _slice),
+    (lax.transpose_p, lambda *_: None),
 ):
     register_sparse(_primitive, functools.partial(index_rule, _primitive, _remap))
 register_sparse(lax.concatenate_p, concatenate_rule)
