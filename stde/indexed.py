@@ -76,8 +76,14 @@ class Slots:
     @functools.cached_property
     def distinct(self) -> bool:
         """Whether no direction appears twice at one element."""
-        flat = np.sort(self.array.reshape(self.array.shape[0], -1), axis=0)
-        return not np.any((flat[1:] == flat[:-1]) & (flat[1:] >= 0))
+        ordered = np.sort(self.array.reshape(self.array.shape[0], -1), axis=0)
+        return bool(np.all(_first_of_runs(ordered) | (ordered < 0)))
+
+
+def _first_of_runs(ordered: np.ndarray) -> np.ndarray:
+    """For slots sorted along axis 0: whether each is a present slot not seen above it."""
+    return np.concatenate([ordered[:1] >= 0,
+                           (ordered[1:] != ordered[:-1]) & (ordered[1:] >= 0)])
 
 
 @jax.tree_util.register_dataclass
@@ -243,9 +249,7 @@ def densify(c: Any) -> Any:
 
 def _distinct_count(slots: np.ndarray) -> int:
     """The largest number of distinct directions at one element."""
-    ordered = np.sort(slots, axis=0)
-    new = np.concatenate([ordered[:1] >= 0, (ordered[1:] != ordered[:-1]) & (ordered[1:] >= 0)])
-    return int(new.sum(0).max(initial=0))
+    return int(_first_of_runs(np.sort(slots, axis=0)).sum(0).max(initial=0))
 
 
 def _compatible_rows(slots: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
@@ -430,9 +434,9 @@ def index_map(primitive: Any, c: IndexedCoefficient, params: dict[str, Any]
     """``primitive`` (one operand, moves elements) applied to every entry of ``c``."""
     if primitive is lax.reduce_sum_p:
         return reduce_sum(c, tuple(params["axes"]))
-    bind = jax.vmap(functools.partial(bind_equation, primitive, params))
     if primitive in (lax.convert_element_type_p, lax.copy_p):
         return c
+    bind = jax.vmap(functools.partial(bind_equation, primitive, params))
     return c.with_values(bind(c.values), _eager(bind, c.slots.array))
 
 
@@ -511,17 +515,18 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
             (s.shape[0], *weight_free, *out_free)
         return np.broadcast_to(s, shape)
 
+    def operate(u: Array) -> Array:
+        return bind(u, weights) if indexed_first else bind(weights, u)
+
     along = np.max(slots, axis=tuple(1 + d for d in mine), keepdims=True)
     first = np.squeeze(along, tuple(1 + d for d in mine))
     if np.all((slots == along) | (slots < 0)):
-        operate = (lambda u: bind(u, weights)) if indexed_first else (lambda u: bind(weights, u))
         return c.with_values(jax.vmap(operate)(c.values), out_slots(first))
     contracted = int(np.prod([c.primal_shape[d] for d in mine], dtype=np.int64))
     positions = int(np.prod(out_free, dtype=np.int64))
     spread = np.transpose(slots, (0, *(1 + d for d in mine), *(1 + d for d in free)))
     spread = spread.reshape(c.entries * contracted, positions)
     if _distinct_count(spread) > DENSE_FRACTION * c.directions:
-        operate = (lambda u: bind(u, weights)) if indexed_first else (lambda u: bind(weights, u))
         return jax.vmap(operate)(densify(c))
     groups, group_slots = _compatible_rows(spread)
     rows = jnp.transpose(weights, (*theirs, *their_free)).reshape(contracted, -1).astype(c.dtype)
@@ -538,9 +543,7 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
             term = jnp.take(pairs, jnp.asarray(pick), axis=0)[:, :, None] * weight[:, None]
             out = term if out is None else out + term
     else:
-        selection = np.zeros((len(groups), c.entries * contracted), np.float32)
-        for m, group in enumerate(groups):
-            selection[m, group] = 1
+        selection = _selection(groups, c.entries * contracted)
         combined = (jnp.asarray(selection.reshape(len(groups), c.entries, contracted),
                                 c.dtype)[..., None] * rows[None, None])
         out = jnp.einsum("kac,mkcf->maf", values, combined, precision=params.get("precision"))
@@ -564,7 +567,6 @@ def on_shared_slots(coefficients: Sequence[IndexedCoefficient]) -> list[IndexedC
     union = np.concatenate([c.slots.array for c in coefficients]).reshape(
         -1, int(np.prod(first.primal_shape, dtype=np.int64)))
     ordered = np.sort(union, axis=0)
-    keep = np.concatenate([ordered[:1] >= 0, (ordered[1:] != ordered[:-1]) & (ordered[1:] >= 0)])
-    shared = np.where(keep, ordered, -1)
+    shared = np.where(_first_of_runs(ordered), ordered, -1)
     shared = shared[shared.max(1) >= 0].reshape(-1, *first.primal_shape)
     return [c.with_values(read_at(c, shared), shared) for c in coefficients]

@@ -165,14 +165,7 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
         if ctx.order != 2 or not moving or _interpreting_jvp_rule[0]:
             return nested(ctx, inputs, **params)
         primals = [x.primal for x in inputs]
-
-        def apply(*args: Any) -> list[Any]:
-            out = bind_equation(primitive, params, *args)
-            return list(out) if primitive.multiple_results else [out]
-
-        tangents = [_zero_tangent(x) if x.summed is None else x.summed for x in inputs]
-        outs, linear_tops = jax.jvp(apply, primals, tangents)
-        floating = [n for n, o in enumerate(outs) if is_float(o)]
+        apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
 
         def phi(*points: Any) -> list[Any]:
             args, along = list(primals), [_zero_tangent(x) for x in inputs]
@@ -235,22 +228,30 @@ def _map_directions(f: Callable[..., list[Any]], args: Sequence[Any], batchable:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *per_direction)
 
 
-def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
-                     **params: Any) -> Any:
-    order = ctx.order
-    primals = [x.primal for x in inputs]
+def _linear_part(primitive: Primitive, params: dict[str, Any], inputs: Sequence[JetValue]
+                 ) -> tuple[Callable[..., list[Any]], list[Any], list[Any], list[int]]:
+    """What both JVP rules start from.
 
+    Returns the primitive as a function of its operands, its outputs, one JVP along the
+    summed top coefficients (the linear part of the top) and the floating outputs.
+    """
     def apply(*args: Any) -> list[Any]:
         out = bind_equation(primitive, params, *args)
         return list(out) if primitive.multiple_results else [out]
 
+    tangents = [_zero_tangent(x) if x.summed is None else x.summed for x in inputs]
+    outs, linear_tops = jax.jvp(apply, [x.primal for x in inputs], tangents)
+    return apply, outs, linear_tops, [n for n, o in enumerate(outs) if is_float(o)]
+
+
+def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
+                     **params: Any) -> Any:
+    order = ctx.order
+    primals = [x.primal for x in inputs]
+    apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
+
     def floating_results(*args: Any) -> list[Any]:
         return [o for o in apply(*args) if is_float(o)]
-
-    # The linear part: outputs and one JVP along the summed top coefficients.
-    tangents = [_zero_tangent(x) if x.summed is None else x.summed for x in inputs]
-    outs, linear_tops = jax.jvp(apply, primals, tangents)
-    floating = [n for n, o in enumerate(outs) if is_float(o)]
 
     # The non-linear part, per direction, from the lower coefficients.
     moving = [i for i, x in enumerate(inputs) if any(c is not None for c in x.lower)]
