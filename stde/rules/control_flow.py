@@ -48,6 +48,7 @@ from jax.extend.core import primitives as prims
 from stde.core import Context, JetValue, bind_equation, is_float, zeros_coefficient
 from stde.rules import series
 from stde.rules.fallback import interpreted_jvp_rule
+from stde.rules.linalg import with_inverse_products
 from stde.rules.linear import broadcast_coefficient, register_linear
 from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
 from stde.rules.registry import register
@@ -392,11 +393,13 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
     is solved once. Auxiliary outputs of ``solve`` carry no coefficients (as in JAX's JVP).
 
     ``A_0⁻¹`` is applied by binding ``custom_linear_solve`` itself on the primal
-    operands, never by running its ``solve`` jaxpr as plain JAX: the solver's operands
-    may be cut from differentiation (``jnp.linalg.solve`` factorises
-    ``stop_gradient(A)``), and only the primitive's own JVP and transpose rules (through
-    ``matvec``) give a ``jax.grad`` or ``jax.jvp`` of the coefficients their derivative
-    with respect to ``A``.
+    operands (for the ``R`` directions at once, with triangular solves that multiply by
+    the inverse where the right-hand sides are many:
+    :func:`stde.rules.linalg.with_inverse_products`), never by running its ``solve``
+    jaxpr as plain JAX: the solver's operands may be cut from differentiation
+    (``jnp.linalg.solve`` factorises ``stop_gradient(A)``), and only the primitive's own
+    JVP and transpose rules (through ``matvec``) give a ``jax.grad`` or ``jax.jvp`` of
+    the coefficients their derivative with respect to ``A``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -417,7 +420,12 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
     num_b = len(b)
     order = ctx.order
 
-    def solve(*rhs: Any) -> list[Any]:
+    jaxprs = params["jaxprs"]
+    many = {**params, "jaxprs": jaxprs._replace(**{
+        name: with_inverse_products(getattr(jaxprs, name), ctx.directions)
+        for name in ("solve", "transpose_solve") if getattr(jaxprs, name) is not None})}
+
+    def solve(*rhs: Any, params: dict[str, Any] = params) -> list[Any]:
         return list(bind_equation(prims.linear_solve_p, params, *const_primals, *rhs))
 
     out_primals = solve(*(x.primal for x in b))
@@ -435,7 +443,8 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
             continue
         rhs = [zeros_coefficient(s[0], k, order, ctx.directions) if r is None else r
                for r, s in zip(rhs, solution, strict=True)]
-        solve_k = jax.vmap(solve) if series.has_directions(k, order) else solve
+        solve_k = (jax.vmap(functools.partial(solve, params=many))
+                   if series.has_directions(k, order) else solve)
         for s, c in zip(solution, solve_k(*rhs)[:num_b], strict=True):
             s.append(c)
     return ([JetValue.from_coefficients(s) for s in solution]

@@ -43,6 +43,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core.primitives import jit_p
 from jax.lax import linalg as lax_linalg
 
 from stde.core import Array, Coefficient, Context, JetValue, bind_equation
@@ -228,19 +230,126 @@ def lu_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[Jet
 # --------------------------------------------------------------- triangular_solve
 
 
+def _many_right_hand_sides(count: int, size: int) -> bool:
+    """Whether ``count`` right-hand-side vectors are solved faster through ``op(A)⁻¹``.
+
+    XLA's triangular solve substitutes row by row; once the vectors outnumber the
+    rows of ``A``, one solve against the identity and a matrix product cost less (on
+    one CPU core, 32 systems of size 16 with 1,536 vectors each: 1.0 ms against 13 ms).
+    """
+    return count >= size
+
+
+def inverse_product(a: Array, b: Array, params: dict[str, Any],
+                    b_directions: bool = False) -> Array:
+    """``triangular_solve(a, b)`` (equation ``params``) as a product with ``op(A)⁻¹``.
+
+    ``op(A)⁻¹`` comes from one triangular solve against the identity; ``X = op(A)⁻¹ B``
+    (``left_side``) or ``X = B op(A)⁻¹``, where ``b`` may lead with a direction axis.
+    For many right-hand sides (:func:`_many_right_hand_sides`), as folx multiplies by a
+    determinant's inverse.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[2.0, 0.0], [1.0, 4.0]])
+      >>> params = dict(left_side=True, lower=True, transpose_a=False, conjugate_a=False,
+      ...               unit_diagonal=False)
+      >>> inverse_product(a, jnp.ones((2, 3)), params)[:, 0]
+      Array([0.5  , 0.125], dtype=float32)
+
+    """
+    inverse = bind_equation(lax_linalg.triangular_solve_p, {**params, "left_side": True},
+                            a, _identity(a))
+    if params["left_side"]:
+        return matmul(inverse, b, False, b_directions)
+    return matmul(b, inverse, b_directions, False)
+
+
 def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> Array:
-    """``triangular_solve(a0, rhs)`` with a direction axis folded into the right-hand side."""
+    """``triangular_solve(a0, rhs)`` with a direction axis on the right-hand side.
+
+    The directions become extra right-hand sides: a product with ``op(A0)⁻¹`` when they
+    are many (:func:`_many_right_hand_sides`), else extra columns (rows) of one solve.
+    """
     solve = lax_linalg.triangular_solve_p
     if not directions:
         return bind_equation(solve, params, a0, rhs)
     count, *batch, rows, cols = rhs.shape
-    if params["left_side"]:   # op(A) X = B: directions become extra columns
+    left_side = params["left_side"]
+    if _many_right_hand_sides(count * (cols if left_side else rows), a0.shape[-1]):
+        return inverse_product(a0, rhs, params, b_directions=True)
+    if left_side:   # op(A) X = B: directions become extra columns
         folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
         out = bind_equation(solve, params, a0, folded)
         return jnp.moveaxis(out.reshape(*batch, rows, count, cols), -2, 0)
     folded = jnp.moveaxis(rhs, 0, -3).reshape(*batch, count * rows, cols)   # X op(A) = B
     out = bind_equation(solve, params, a0, folded)
     return jnp.moveaxis(out.reshape(*batch, count, rows, cols), -3, 0)
+
+
+def with_inverse_products(jaxpr: Any, directions: int) -> Any:
+    """``jaxpr`` to be applied to ``directions`` right-hand sides at once (under ``vmap``).
+
+    Its triangular solves whose right-hand sides, times ``directions``, are many
+    (:func:`_many_right_hand_sides`) become :func:`inverse_product`; ``jit`` calls are
+    inlined to reach them. The result has ``jaxpr``'s signature and type
+    (``ClosedJaxpr`` or, on JAX 0.12, an open ``Jaxpr``); ``jaxpr`` itself is returned
+    when it solves nothing triangular or the rewrite would need constants an open jaxpr
+    cannot hold.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.scipy.linalg import solve_triangular
+      >>> a = jnp.tril(jnp.ones((2, 2))) + jnp.eye(2)
+      >>> j = jax.make_jaxpr(lambda b: solve_triangular(a, b, lower=True))(jnp.ones(2))
+      >>> rewritten = with_inverse_products(j, directions=4)
+      >>> "triangular_solve" in str(j), "dot_general" in str(rewritten)
+      (True, True)
+
+    """
+    closed = isinstance(jaxpr, ClosedJaxpr)
+    inner, consts = (jaxpr.jaxpr, jaxpr.consts) if closed else (jaxpr, ())
+    if not _solves_triangular(inner):
+        return jaxpr
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in inner.invars]
+    traced = jax.make_jaxpr(lambda *args: _evaluate(inner, consts, args, directions))(*avals)
+    if closed:
+        return traced
+    return jaxpr if traced.consts else traced.jaxpr
+
+
+def _solves_triangular(jaxpr: Jaxpr) -> bool:
+    """Whether ``jaxpr`` or a ``jit`` it calls has a ``triangular_solve``."""
+    return any(eqn.primitive is lax_linalg.triangular_solve_p
+               or (eqn.primitive is jit_p and _solves_triangular(eqn.params["jaxpr"].jaxpr))
+               for eqn in jaxpr.eqns)
+
+
+def _evaluate(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
+              directions: int) -> list[Any]:
+    """``jaxpr`` evaluated with :func:`with_inverse_products`' substitution."""
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(var: Any) -> Any:
+        return var.val if isinstance(var, Literal) else env[var]
+
+    for eqn in jaxpr.eqns:
+        operands = [read(v) for v in eqn.invars]
+        if eqn.primitive is jit_p:
+            body = eqn.params["jaxpr"]
+            out = _evaluate(body.jaxpr, body.consts, operands, directions)
+        elif eqn.primitive is lax_linalg.triangular_solve_p:
+            a, b = operands
+            vectors = b.shape[-1] if eqn.params["left_side"] else b.shape[-2]
+            many = _many_right_hand_sides(directions * vectors, a.shape[-1])
+            out = [inverse_product(a, b, eqn.params) if many
+                   else bind_equation(eqn.primitive, eqn.params, a, b)]
+        else:
+            out = bind_equation(eqn.primitive, eqn.params, *operands)
+            out = out if eqn.primitive.multiple_results else [out]
+        env.update(zip(eqn.outvars, out, strict=True))
+    return [read(v) for v in jaxpr.outvars]
 
 
 def triangular_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:

@@ -182,3 +182,42 @@ def test_strict_promotion_and_batches() -> None:
 def test_polygamma_order_must_be_constant() -> None:
     with pytest.raises(TypeError, match="not differentiable in its order"):
         stde.jet(lambda n: lax.polygamma(n, jnp.ones(2)), (jnp.ones(2),), ((jnp.ones(2),),))
+
+
+@pytest.mark.parametrize("left_side", [True, False])
+@pytest.mark.parametrize("count", [1, 6])
+def test_triangular_solve_by_substitution_and_by_inverse(left_side: bool, count: int) -> None:
+    """``R·columns < size`` folds the directions into one solve; ``≥`` multiplies by the inverse."""
+    def f(a, b):
+        return lax.linalg.triangular_solve(a, b if left_side else b.T, left_side=left_side,
+                                           lower=False, transpose_a=True)
+
+    primals = [_matrix(3, (5, 5)), _matrix(4, (5, 1), 0.0)]
+    assert (count * 1 >= 5) == (count == 6)
+    check_collapsed(f, primals, 2, count, jax.random.PRNGKey(count), rtol=1e-9, atol=1e-10)
+
+
+def test_linear_solve_rewrite_keeps_signature_and_values() -> None:
+    """``with_inverse_products``: same jaxpr type, signature and solution; a product
+    with the inverse only where the right-hand sides are many."""
+    from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
+
+    from stde.rules.linalg import with_inverse_products
+
+    a = _matrix(5, (4, 4))
+    outer = jax.make_jaxpr(lambda b: jnp.linalg.solve(a, b))(jnp.ones(4))
+    eqn = next(e for e in outer.eqns[0].params["jaxpr"].eqns
+               if e.primitive.name == "custom_linear_solve")
+    original = eqn.params["jaxprs"].solve
+
+    def run(j, *args):
+        return jaxpr_as_fun(j if isinstance(j, ClosedJaxpr) else ClosedJaxpr(j, []))(*args)
+
+    lu, _, permutation = lax.linalg.lu(a)
+    b = jnp.arange(4.0, dtype=jnp.float64)
+    for directions, products in ((1, False), (4, True)):
+        rewritten = with_inverse_products(original, directions)
+        assert type(rewritten) is type(original)
+        assert ("dot_general" in str(rewritten)) == products   # ``op(A)⁻¹ B``
+        np.testing.assert_allclose(run(rewritten, lu, permutation, b)[0],
+                                   jnp.linalg.solve(a, b), rtol=1e-12)
