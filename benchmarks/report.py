@@ -98,8 +98,13 @@ TARGETS = (
 
 
 def evaluate_targets(suites: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target's measured ratio for each stde method present in its suite."""
+    """Each target's measured ratio for each stde method present in its suite.
+
+    A target whose sweep value was not measured (a smaller ``--size``) is read at the
+    largest value measured, once: not again where another target already reads it.
+    """
     out = []
+    seen = set()
     for target in TARGETS:
         suite = suites.get(target.suite)
         if suite is None:
@@ -120,6 +125,9 @@ def evaluate_targets(suites: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             ratio = row[target.figure] / base[target.figure]
             met = ratio >= target.bound if target.at_least else ratio <= target.bound
+            if (target.describe(), method, at) in seen:
+                continue
+            seen.add((target.describe(), method, at))
             out.append({"target": target.describe(), "method": method, variable: at,
                         "at": f"{variable}={at}", "ratio": ratio, "bound": target.bound,
                         "met": bool(met)})

@@ -162,3 +162,14 @@ def test_runtime_workarounds_only_on_jaxlib_0_10_and_never_over_the_user(
     added = common.runtime_workarounds()
     assert added == ([common.JAXLIB_0_10_CPU_DEADLOCK] if expected != preset else [])
     assert os.environ["XLA_FLAGS"] == expected
+
+
+def test_targets_beyond_the_sweep_read_its_largest_value_once():
+    """A smaller size stops before a target's ``at``: the largest value measured stands
+    in, but once per (target, method), not once per such target."""
+    rows = [{"electrons": e, "method": m, "median_s": t} for e, m, t in (
+        (4, "folx", 2.0), (4, "folx_sparse", 2.0), (4, "stde_collapsed", 1.0),
+        (16, "folx", 4.0), (16, "folx_sparse", 3.0), (16, "stde_collapsed", 2.7))]
+    suites = {"vmc": {"variable": "electrons", "rows": rows}}
+    sparse = [t for t in report.evaluate_targets(suites) if "folx_sparse" in t["target"]]
+    assert [(t["at"], round(t["ratio"], 3)) for t in sparse] == [("electrons=16", 0.9)]
