@@ -49,6 +49,25 @@ def test_densify_and_sum_directions(duplicates):
     np.testing.assert_allclose(indexed.sum_directions(c), dense.sum(0), rtol=1e-12)
 
 
+def test_densify_of_rows_that_follow_one_axis():
+    """Slots ``3i + k`` along axis 1 (an electron's rows, as an envelope's): the 0/1
+    factor is ``(R, 1, n, 1)``, and no select reaches XLA."""
+    shape = (2, 4, 5)
+    electron, coordinate = np.arange(4).reshape(1, 1, 4, 1), np.arange(3).reshape(3, 1, 1, 1)
+    slots = np.broadcast_to(3 * electron + coordinate, (3, *shape)).astype(np.int32)
+    slots = np.concatenate([slots, np.full((1, *shape), 7, np.int32)])   # one constant row
+    values = jnp.asarray(np.random.default_rng(5).normal(size=slots.shape))
+    c = IndexedCoefficient(values, Slots(slots), 12)
+    dense = np.zeros((12, *shape))
+    for k, position in np.ndindex(4, int(np.prod(shape))):
+        index = np.unravel_index(position, shape)
+        dense[(slots[(k, *index)], *index)] += values[(k, *index)]
+    _close(c, dense)
+    assert indexed._one_hot(slots[0], 12).shape == (12, 1, 4, 1)
+    assert "select_n" not in str(jax.make_jaxpr(lambda v: indexed.densify(
+        IndexedCoefficient(v, Slots(slots), 12)))(values))
+
+
 def test_basis_is_the_identity():
     np.testing.assert_array_equal(indexed.densify(indexed.basis(5, jnp.float64)), np.eye(5))
 
