@@ -173,3 +173,22 @@ def test_targets_beyond_the_sweep_read_its_largest_value_once():
     suites = {"vmc": {"variable": "electrons", "rows": rows}}
     sparse = [t for t in report.evaluate_targets(suites) if "folx_sparse" in t["target"]]
     assert [(t["at"], round(t["ratio"], 3)) for t in sparse] == [("electrons=16", 0.9)]
+
+
+def test_vmc_ab_times_and_checks_accuracy(capsys, monkeypatch):
+    """``python -m benchmarks.vmc_ab``: interleaved medians with ratios to the last
+    method, and per-method float32 errors against float64 ``jax.hessian``."""
+    from benchmarks import vmc_ab
+
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))   # its workarounds
+
+    common = ["--electrons", "4", "--walkers", "2", "--width", "8",
+              "--methods", "stde_collapsed,nested"]
+    vmc_ab.main([*common, "--rounds", "3"])
+    vmc_ab.main([*common, "--accuracy"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("nested: median") and "(1.000x nested)" in lines[2]
+    errors = [float(line.split("median ")[1].split(",")[0]) for line in lines[4:6]]
+    assert all(0 <= e < 1e-4 for e in errors), lines
+    with pytest.raises(SystemExit):
+        vmc_ab.main(["--methods", "stde_collapsed,unknown"])
