@@ -125,9 +125,10 @@ def evaluate_targets(suites: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             ratio = row[target.figure] / base[target.figure]
             met = ratio >= target.bound if target.at_least else ratio <= target.bound
-            if (target.describe(), method, at) in seen:
+            key = (target.describe(), method, at)
+            if key in seen:
                 continue
-            seen.add((target.describe(), method, at))
+            seen.add(key)
             out.append({"target": target.describe(), "method": method, variable: at,
                         "at": f"{variable}={at}", "ratio": ratio, "bound": target.bound,
                         "met": bool(met)})

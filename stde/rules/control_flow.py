@@ -421,7 +421,7 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
     order = ctx.order
 
     jaxprs = params["jaxprs"]
-    many = {**params, "jaxprs": jaxprs._replace(**{
+    many = params if order == 1 else {**params, "jaxprs": jaxprs._replace(**{
         name: with_inverse_products(getattr(jaxprs, name), ctx.directions)
         for name in ("solve", "transpose_solve") if getattr(jaxprs, name) is not None})}
 

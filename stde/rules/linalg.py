@@ -154,9 +154,11 @@ def _hermitian(c: Array) -> Array:
     return strict + diagonal + adjoint(strict)
 
 
-def _inverse_triangular(t: Array, lower: bool, unit_diagonal: bool = False) -> Array:
-    """``t⁻¹`` for a triangular primal factor (one solve, reused for every coefficient)."""
+def _inverse_triangular(t: Array, lower: bool, unit_diagonal: bool = False,
+                        transpose_a: bool = False, conjugate_a: bool = False) -> Array:
+    """``op(t)⁻¹`` for a triangular primal factor (one solve, reused for every coefficient)."""
     return lax_linalg.triangular_solve(t, _identity(t), left_side=True, lower=lower,
+                                       transpose_a=transpose_a, conjugate_a=conjugate_a,
                                        unit_diagonal=unit_diagonal)
 
 
@@ -230,14 +232,17 @@ def lu_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[Jet
 # --------------------------------------------------------------- triangular_solve
 
 
-def _many_right_hand_sides(count: int, size: int) -> bool:
-    """Whether ``count`` right-hand-side vectors are solved faster through ``op(A)⁻¹``.
+def _many_right_hand_sides(a: Array, b: Array, params: dict[str, Any], copies: int) -> bool:
+    """Whether ``triangular_solve(a, b)`` for ``copies`` of ``b`` is faster through ``op(A)⁻¹``.
 
-    XLA's triangular solve substitutes row by row; once the vectors outnumber the
-    rows of ``A``, one solve against the identity and a matrix product cost less (on
-    one CPU core, 32 systems of size 16 with 1,536 vectors each: 1.0 ms against 13 ms).
+    ``b`` holds ``b.shape[-1]`` right-hand-side vectors (``left_side``; else
+    ``b.shape[-2]``). XLA's triangular solve substitutes row by row; once the vectors
+    outnumber the rows of ``A``, one solve against the identity and a matrix product
+    cost less (on one CPU core, 32 systems of size 16 with 1,536 vectors each: 1.0 ms
+    against 13 ms).
     """
-    return count >= size
+    vectors = b.shape[-1] if params["left_side"] else b.shape[-2]
+    return copies * vectors >= a.shape[-1]
 
 
 def inverse_product(a: Array, b: Array, params: dict[str, Any],
@@ -258,8 +263,8 @@ def inverse_product(a: Array, b: Array, params: dict[str, Any],
       Array([0.5  , 0.125], dtype=float32)
 
     """
-    inverse = bind_equation(lax_linalg.triangular_solve_p, {**params, "left_side": True},
-                            a, _identity(a))
+    inverse = _inverse_triangular(a, params["lower"], params["unit_diagonal"],
+                                  params["transpose_a"], params["conjugate_a"])
     if params["left_side"]:
         return matmul(inverse, b, False, b_directions)
     return matmul(b, inverse, b_directions, False)
@@ -275,10 +280,9 @@ def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> A
     if not directions:
         return bind_equation(solve, params, a0, rhs)
     count, *batch, rows, cols = rhs.shape
-    left_side = params["left_side"]
-    if _many_right_hand_sides(count * (cols if left_side else rows), a0.shape[-1]):
+    if _many_right_hand_sides(a0, rhs, params, count):
         return inverse_product(a0, rhs, params, b_directions=True)
-    if left_side:   # op(A) X = B: directions become extra columns
+    if params["left_side"]:   # op(A) X = B: directions become extra columns
         folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
         out = bind_equation(solve, params, a0, folded)
         return jnp.moveaxis(out.reshape(*batch, rows, count, cols), -2, 0)
@@ -341,9 +345,8 @@ def _evaluate(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
             out = _evaluate(body.jaxpr, body.consts, operands, directions)
         elif eqn.primitive is lax_linalg.triangular_solve_p:
             a, b = operands
-            vectors = b.shape[-1] if eqn.params["left_side"] else b.shape[-2]
-            many = _many_right_hand_sides(directions * vectors, a.shape[-1])
-            out = [inverse_product(a, b, eqn.params) if many
+            out = [inverse_product(a, b, eqn.params)
+                   if _many_right_hand_sides(a, b, eqn.params, directions)
                    else bind_equation(eqn.primitive, eqn.params, a, b)]
         else:
             out = bind_equation(eqn.primitive, eqn.params, *operands)
