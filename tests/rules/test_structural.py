@@ -96,6 +96,13 @@ CASES = [
      lambda: (normal((2, 2, 3)), normal((2, 3, 2), 1)), 3, 3),
     ("batched_constant_matvec", lambda x: jnp.einsum("bij,bj->bi", BATCH_W, jnp.sin(x)) ** 2,
      lambda: (normal((2, 4)),), 2, 5),
+    ("constant_left_moving_right",
+     lambda h: jnp.cos(jnp.einsum("iw,dwj->dij", jnp.sin(h), BATCH_W)),
+     lambda: (normal((2, 3)),), 2, 3),
+    ("moving_right_uneven_precision", lambda h: jnp.sin(lax.dot_general(
+        BATCH_W, jnp.sin(h), (((2,), (2,)), ((0,), (0,))),
+        precision=(lax.Precision.HIGHEST, lax.Precision.DEFAULT))),
+     lambda: (normal((2, 5, 4)),), 3, 2),
     ("contract_two_axes", lambda a, b: jnp.einsum("ijk,jkl->il", jnp.sin(a), b * b),
      lambda: (normal((2, 3, 2)), normal((3, 2, 2), 1)), 2, 4),
     ("batch_dims_in_the_middle", lambda a, b: jnp.einsum("ibj,jbk->bik", jnp.exp(a), b),
