@@ -11,7 +11,9 @@ A coefficient known to be zero is ``None`` (a symbolic zero), never an array of 
 A value whose coefficients are all ``None`` is a constant: its equations are evaluated
 as plain JAX. ``JetValue`` is a pytree whose ``None`` coefficients are part of the tree
 structure, so ``jax.jit``, ``jax.checkpoint`` and the control-flow primitives see the
-zero pattern as static structure.
+zero pattern as static structure. So is ``zero_primal``, a primal known to be exactly
+zero (the tangent fed to a JVP rule that stde interprets), which lets a rule skip the
+products with it.
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ class JetValue:
       primal: the value ``x0``.
       lower: coefficients ``1 .. K-1``, each ``(R, *x0.shape)`` or ``None`` (zero).
       summed: ``Σ_r x_{K,r}`` shaped like ``x0``, or ``None`` (zero).
+      zero_primal: whether ``x0`` is known to be exactly zero (static; ``False`` means
+        unknown, so a rule that drops the mark stays correct).
 
     """
 
     primal: Array
     lower: tuple[Coefficient, ...]
     summed: Coefficient
+    zero_primal: bool = dataclasses.field(default=False, metadata={"static": True})
 
     @property
     def order(self) -> int:
@@ -62,10 +67,11 @@ class JetValue:
         return (self.primal, *self.lower, self.summed)
 
     @classmethod
-    def from_coefficients(cls, coefficients: Sequence[Coefficient]) -> JetValue:
+    def from_coefficients(cls, coefficients: Sequence[Coefficient],
+                          zero_primal: bool = False) -> JetValue:
         """Inverse of :attr:`coefficients`."""
         primal, *lower, summed = coefficients
-        return cls(primal, tuple(lower), summed)
+        return cls(primal, tuple(lower), summed, zero_primal)
 
     @classmethod
     def constant(cls, primal: Array, order: int) -> JetValue:

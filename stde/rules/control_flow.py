@@ -392,6 +392,10 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
     ``A_0 x_k``, so ``x_k = A_0⁻¹ (b_k - [A x̃]_k)``. At the top order the collapsed sum
     is solved once. Auxiliary outputs of ``solve`` carry no coefficients (as in JAX's JVP).
 
+    A right-hand side whose primal is a known zero (:attr:`stde.core.JetValue.zero_primal`,
+    a tangent in :func:`stde.rules.fallback.interpreted_jvp_rule`) has ``x_0 = 0``, so
+    ``[A x̃]_1 = A_1 x_0`` is not formed: one product per direction less.
+
     ``A_0⁻¹`` is applied by binding ``custom_linear_solve`` itself on the primal
     operands (for the ``R`` directions at once, with triangular solves that multiply by
     the inverse where the right-hand sides are many:
@@ -430,13 +434,17 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
 
     out_primals = solve(*(x.primal for x in b))
     solution = [[x] for x in out_primals[:num_b]]
+    from_zero = all(x.zero_primal for x in b)  # b_0 = 0, so x_0 = 0 and [A x̃]_1 = 0
 
     for k in range(1, order + 1):
-        truncated = [JetValue.from_coefficients([*s, *([None] * (order + 1 - len(s)))])
-                     for s in solution]
-        applied = ctx.eval_jaxpr(params["jaxprs"].matvec, [*matvec_consts, *truncated])
-        rhs = [series.sub(x.coefficients[k], a.coefficients[k])
-               for x, a in zip(b, applied, strict=True)]
+        if k == 1 and from_zero:
+            rhs = [x.coefficients[1] for x in b]
+        else:
+            truncated = [JetValue.from_coefficients([*s, *([None] * (order + 1 - len(s)))])
+                         for s in solution]
+            applied = ctx.eval_jaxpr(params["jaxprs"].matvec, [*matvec_consts, *truncated])
+            rhs = [series.sub(x.coefficients[k], a.coefficients[k])
+                   for x, a in zip(b, applied, strict=True)]
         if all(r is None for r in rhs):
             for s in solution:
                 s.append(None)
@@ -447,7 +455,7 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
                    if series.has_directions(k, order) else solve)
         for s, c in zip(solution, solve_k(*rhs)[:num_b], strict=True):
             s.append(c)
-    return ([JetValue.from_coefficients(s) for s in solution]
+    return ([JetValue.from_coefficients(s, from_zero) for s in solution]
             + [JetValue.constant(aux, order) for aux in out_primals[num_b:]])
 
 

@@ -141,8 +141,9 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
     With ``h(x, v)`` the primitive's JVP rule (linear in ``v``), the 2-jet of
     ``y = prim(x)`` along ``x0 + t x_1 + t²/2 x_2`` is ``y_1 = h(x0, x_1)``,
     ``y_2 = ∂_x h(x0, x_1)[x_1] + h(x0, x_2)``. Both are read off the 2-jet of
-    ``φ(x) = h(x, x - x0)`` along ``x0 + t x_1`` (``φ_1 = y_1``, ``φ_2 = 2 ∂_x h[x_1, x_1]``),
-    which stde's own rules compute on the jaxpr of ``φ``: collapsed over directions and
+    ``φ(t) = h(x0 + t x_1, t x_1)`` (``φ_1 = y_1``, ``φ_2 = 2 ∂_x h[x_1, x_1]``),
+    which stde's own rules compute on the jaxpr of ``h``: the tangent's primal is marked
+    a known zero (:attr:`stde.core.JetValue.zero_primal`), collapsed over directions and
     keeping sparse coefficients, where nested JVPs would run once per direction (for
     ``slogdet``: linear solves with every direction as a right-hand side). The
     derivatives are still those of the JVP rule, as ``jax.hessian`` takes them. Other
@@ -167,17 +168,21 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
         primals = [x.primal for x in inputs]
         apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
 
-        def phi(*points: Any) -> list[Any]:
+        def h(*points_and_tangents: Any) -> list[Any]:
             args, along = list(primals), [_zero_tangent(x) for x in inputs]
-            for point, i in zip(points, moving):
-                args[i], along[i] = point, point - primals[i]
+            for n, i in enumerate(moving):
+                args[i] = points_and_tangents[n]
+                along[i] = points_and_tangents[len(moving) + n]
             return [jax.jvp(apply, args, along)[1][n] for n in floating]
 
-        closed = jax.make_jaxpr(phi)(*(primals[i] for i in moving))
+        points = [primals[i] for i in moving]
+        closed = jax.make_jaxpr(h)(*points, *points)
         _interpreting_jvp_rule[0] += 1
         try:
-            jets = ctx.eval_jaxpr(closed, [JetValue(primals[i], inputs[i].lower, None)
-                                           for i in moving])
+            jets = ctx.eval_jaxpr(closed, [
+                *(JetValue(primals[i], inputs[i].lower, None) for i in moving),
+                *(JetValue(jnp.zeros_like(primals[i]), inputs[i].lower, None, True)
+                  for i in moving)])
         finally:
             _interpreting_jvp_rule[0] -= 1
         results = [JetValue.constant(o, 2) for o in outs]

@@ -36,7 +36,8 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
     direction axis of lower coefficients is folded in by ``jax.vmap``, and the summed
     top goes through the map directly (the map is linear, so the top stays collapsed).
     An input without coefficient ``k`` contributes zeros; when no input has one the
-    results' coefficient ``k`` is a symbolic zero.
+    results' coefficient ``k`` is a symbolic zero. The results' primals are known zeros
+    when every input's is.
 
     Args:
       ctx: the rule context (order ``K``, directions ``R``).
@@ -72,8 +73,10 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
             per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
         else:
             per_order.append(linear_map(*args))
+    zero_primal = bool(inputs) and all(x.zero_primal for x in inputs)  # a linear map of 0
     return [
-        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)])
+        JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)],
+                                   zero_primal)
         if is_float(p) else JetValue.constant(p, ctx.order)
         for n, p in enumerate(primals_out)
     ]
@@ -151,7 +154,8 @@ def signed_sum_rule(*signs: int) -> Any:
                     c = broadcast_coefficient(c, k, ctx.order, shape)
                 total = series.add(total, c) if s > 0 else series.sub(total, c)
             coefficients.append(total)
-        return JetValue.from_coefficients(coefficients)
+        return JetValue.from_coefficients(coefficients,
+                                          all(x.zero_primal for x in inputs))
     return rule
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import stde
+from stde.core import JetValue
+from stde.interpreter import Interpreter
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -63,3 +65,50 @@ def test_laplacian_follows_the_jvp_rule_like_jax_hessian(index):
     grad_of_lap = jax.grad(lambda y: stde.value_grad_laplacian(f)(y)[2])(x)
     np.testing.assert_allclose(grad_of_lap, jax.grad(lambda y: jnp.trace(jax.hessian(f)(y)))(x),
                                rtol=1e-8)
+
+
+def _dot_generals(jaxpr):
+    """How many ``dot_general`` equations ``jaxpr`` holds, sub-jaxprs included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "dot_general"
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    count += _dot_generals(inner)
+    return count
+
+
+def test_solve_with_a_known_zero_right_hand_side_skips_a_product():
+    a0 = jnp.array([[2.0, 0.3, 0.1], [0.2, 3.0, -0.4], [0.0, 0.5, 1.5]])
+    a1 = jax.random.normal(jax.random.key(0), (4, 3, 3))
+    b1 = jax.random.normal(jax.random.key(1), (4, 3, 2))   # transposed before the solve
+    closed = jax.make_jaxpr(jnp.linalg.solve)(a0, b1[0])
+
+    def solve(a0, a1, b1, zero_primal):
+        inputs = [JetValue(a0, (a1,), None),
+                  JetValue(jnp.zeros((3, 2)), (b1,), None, zero_primal)]
+        (x,) = Interpreter(2, 4).eval_jaxpr(closed, inputs)
+        return x
+
+    marked, unmarked = solve(a0, a1, b1, True), solve(a0, a1, b1, False)
+    assert marked.zero_primal and not unmarked.zero_primal
+    for got, want in zip(marked.coefficients, unmarked.coefficients):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    counts = [_dot_generals(jax.make_jaxpr(solve, static_argnums=3)(a0, a1, b1, z).jaxpr)
+              for z in (True, False)]
+    assert counts[0] < counts[1], counts
+
+
+def test_zero_primal_mark_follows_linear_maps_only():
+    x = JetValue(jnp.zeros((2, 3)), (jnp.ones((1, 2, 3)),), None, True)
+    y = JetValue(jnp.ones((3, 2)), (jnp.ones((1, 3, 2)),), None)
+
+    def f(x, y):
+        return x.T, x.T - 2 * x.T, x.T + y, x.T * y
+
+    closed = jax.make_jaxpr(f)(x.primal, y.primal)
+    outs = Interpreter(2, 1).eval_jaxpr(closed, [x, y])
+    assert [o.zero_primal for o in outs] == [True, False, False, False]
+    np.testing.assert_array_equal(outs[1].lower[0], -jnp.ones((1, 3, 2)))
