@@ -29,15 +29,15 @@ LinearMap = Callable[..., Sequence[Array | None]]
 
 
 def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetValue],
-                     primals_out: Sequence[Array]) -> list[JetValue]:
+                     primals_out: Sequence[Array], zero_primal: bool = False
+                     ) -> list[JetValue]:
     """Applies a linear map to every coefficient order of ``inputs``.
 
     Coefficient ``k`` of result ``n`` is ``linear_map(x_k of each input)[n]``: the
     direction axis of lower coefficients is folded in by ``jax.vmap``, and the summed
     top goes through the map directly (the map is linear, so the top stays collapsed).
     An input without coefficient ``k`` contributes zeros; when no input has one the
-    results' coefficient ``k`` is a symbolic zero. The results' primals are known zeros
-    when every input's is.
+    results' coefficient ``k`` is a symbolic zero.
 
     Args:
       ctx: the rule context (order ``K``, directions ``R``).
@@ -45,6 +45,10 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
         returning one array per result, or ``None`` for a result without coefficients.
       inputs: the operands the map acts on.
       primals_out: the results' primals; non-float ones become constants.
+      zero_primal: the float results' primals are known zeros (the caller's primitive
+        is linear and all its floating operands' primals are known zeros; a map that is
+        linear only piecewise, such as a padded ``reduce_window_max``, can send zeros
+        to ``-inf``).
 
     Returns:
       One :class:`JetValue` per result.
@@ -73,7 +77,6 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
             per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
         else:
             per_order.append(linear_map(*args))
-    zero_primal = bool(inputs) and all(x.zero_primal for x in inputs)  # a linear map of 0
     return [
         JetValue.from_coefficients([p, *(None if c is None else c[n] for c in per_order)],
                                    zero_primal)
@@ -88,6 +91,8 @@ def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
 
     Returns:
       One :class:`JetValue` per result of ``primitive``; non-float results are constants.
+      Float results are marked known zeros (:attr:`stde.core.JetValue.zero_primal`) when
+      every floating operand is: the primitive is linear in them.
 
     """
     def bind(*args: Any) -> list[Any]:
@@ -102,8 +107,9 @@ def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
             args[n] = c
         return bind(*args)
 
-    return map_coefficients(ctx, linear_map, [inputs[n] for n in floats],
-                            bind(*(x.primal for x in inputs)))
+    operands = [inputs[n] for n in floats]
+    return map_coefficients(ctx, linear_map, operands, bind(*(x.primal for x in inputs)),
+                            bool(operands) and all(x.zero_primal for x in operands))
 
 
 def linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue],
