@@ -20,6 +20,7 @@ evaluated one direction at a time.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import warnings
 from collections.abc import Callable, Sequence
@@ -130,9 +131,10 @@ def jvp_rule(primitive: Primitive) -> Callable[..., Any]:
     return functools.partial(_nested_jvp_rule, primitive)
 
 
-_interpreting_jvp_rule = [0]
-"""How many :func:`interpreted_jvp_rule` interpretations are under way (one level only:
-a JVP rule that calls its own function would otherwise unfold without end)."""
+_interpreting_jvp_rule = contextvars.ContextVar("stde_interpreting_jvp_rule", default=False)
+"""Whether an :func:`interpreted_jvp_rule` interpretation is under way in this thread (one
+level only: a JVP rule that calls its own function would otherwise unfold without end).
+A context variable, so that a thread tracing beside another does not see its level."""
 
 
 def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
@@ -163,7 +165,7 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
 
     def rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> Any:
         moving = [i for i, x in enumerate(inputs) if x.lower and x.lower[0] is not None]
-        if ctx.order != 2 or not moving or _interpreting_jvp_rule[0]:
+        if ctx.order != 2 or not moving or _interpreting_jvp_rule.get():
             return nested(ctx, inputs, **params)
         primals = [x.primal for x in inputs]
         apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
@@ -177,14 +179,14 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
 
         points = [primals[i] for i in moving]
         closed = jax.make_jaxpr(h)(*points, *points)
-        _interpreting_jvp_rule[0] += 1
+        level = _interpreting_jvp_rule.set(True)
         try:
             jets = ctx.eval_jaxpr(closed, [
                 *(JetValue(primals[i], inputs[i].lower, None) for i in moving),
                 *(JetValue(jnp.zeros_like(primals[i]), inputs[i].lower, None, True)
                   for i in moving)])
         finally:
-            _interpreting_jvp_rule[0] -= 1
+            _interpreting_jvp_rule.reset(level)
         results = [JetValue.constant(o, 2) for o in outs]
         for jet, n in zip(jets, floating):
             top = linear_tops[n] if any(x.summed is not None for x in inputs) else None

@@ -1,5 +1,7 @@
 """``custom_jvp`` at order 2: the JVP rule differentiated by stde's rules, as jax.hessian does."""
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,46 @@ def test_zero_primal_mark_follows_linear_maps_only():
     assert [o.zero_primal for o in outs] == [True, False, False, False, False]
     np.testing.assert_array_equal(outs[1].lower[0], -jnp.ones((1, 3, 2)))
     assert jnp.isneginf(outs[4].primal[:, 0]).all()
+
+
+def test_a_thread_interpreting_a_jvp_rule_leaves_other_threads_alone():
+    # Thread A stops inside a JVP rule met while stde interprets another JVP rule (a
+    # nested level, which takes nested JVPs). Meanwhile this thread traces a Laplacian
+    # whose JVP rule is at the top level: it must get the program it gets alone.
+    entered, release = threading.Event(), threading.Event()
+
+    @jax.custom_jvp
+    def wait(x):
+        return x
+
+    @wait.defjvp
+    def _wait_jvp(primals, tangents):
+        entered.set()
+        release.wait(timeout=60)
+        return primals[0], tangents[0]
+
+    @jax.custom_jvp
+    def outer(x):
+        return jnp.sin(x)
+
+    @outer.defjvp
+    def _outer_jvp(primals, tangents):
+        return jnp.sin(primals[0]), jnp.cos(wait(primals[0])) * tangents[0]
+
+    def softplus_program():
+        return str(jax.make_jaxpr(stde.laplacian(lambda x: _softplus(x).sum()))(jnp.ones(3)))
+
+    alone = softplus_program()
+    results = {}
+    other = threading.Thread(target=lambda: results.setdefault(
+        "outer", stde.laplacian(lambda x: outer(x).sum())(jnp.array([0.3, -1.2]))))
+    other.start()
+    try:
+        assert entered.wait(timeout=60)
+        beside = softplus_program()
+    finally:
+        release.set()
+        other.join(timeout=60)
+    assert beside == alone
+    # JAX's x64 setting is per thread: the other thread computed in float32.
+    np.testing.assert_allclose(results["outer"], -np.sin([0.3, -1.2]).sum(), rtol=1e-6)
