@@ -131,7 +131,8 @@ def index_rule(primitive: Any, remap: Remap, ctx: Context, inputs: Sequence[JetV
         if indexed.is_indexed(c):
             lower.append(indexed.index_map(primitive, c, params).astype(jnp.result_type(primal)))
             continue
-        moved = remap(c, shape, params) if is_sparse(c) else None
+        # An empty result has no entries to move to (and a gather from it fails): dense.
+        moved = remap(c, shape, params) if is_sparse(c) and np.size(primal) else None
         if moved is not None:
             lower.append(moved.astype(jnp.result_type(primal)))
         else:

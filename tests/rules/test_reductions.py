@@ -140,6 +140,20 @@ def test_matches_jax_experimental_jet(x64, f):
     assert_jet_matches_jax(f, (x,), (series,))
 
 
+@pytest.mark.parametrize("f", [
+    lambda x: jnp.cumprod(x + 2.0),
+    lambda x: lax.cumlogsumexp(x),
+    lambda x: lax.cummax(x * x),
+], ids=["cumprod", "cumlogsumexp", "cummax"])
+def test_cumulative_laplacian_with_sparse_directions(x64, f):
+    # The Laplacian's one-hot directions are sparse; the cumulative rules' compositions
+    # (an associative scan) slice them down to empty arrays along the way.
+    g = lambda x: jnp.sum(f(x) * jnp.sin(x))  # noqa: E731
+    x = jnp.linspace(-0.65, 0.95, 4)
+    want = jax.jit(lambda x: jnp.trace(jax.hessian(g)(x)))(x)
+    np.testing.assert_allclose(jax.jit(stde.laplacian(g))(x), want, rtol=1e-10)
+
+
 def test_scatter_mul_duplicate_indices_with_jets_is_a_clear_error(x64):
     x = normal((3, 2))
     f = lambda x: x.at[jnp.array([0, 0])].mul(jnp.sin(x[:2]))  # noqa: E731

@@ -46,6 +46,8 @@ CASES = {
     "slice": lambda x: jnp.sin(x[1:5]) * x[:4],
     "slice_strided": lambda x: jnp.cos(x.reshape(2, 3)[:, ::2]),
     "concatenate": lambda x: jnp.tanh(jnp.concatenate([x, jnp.ones(2), x[:3]])),
+    "slice_empty": lambda x: jnp.concatenate([jnp.sin(x[2:2]) * x[1:1], x[:2] ** 2]),
+    "cumprod": lambda x: jnp.cumprod(positive(x)),   # its composition slices to empty
     # sums and products
     "add_shared": lambda x: jnp.sin(x + 2.0 * x),
     "add_shifted": lambda x: jnp.sin(x[:-1] + x[1:]),
