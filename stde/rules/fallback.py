@@ -171,11 +171,9 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
         apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
 
         def h(*points_and_tangents: Any) -> list[Any]:
-            args, along = list(primals), [_zero_tangent(x) for x in inputs]
-            for n, i in enumerate(moving):
-                args[i] = points_and_tangents[n]
-                along[i] = points_and_tangents[len(moving) + n]
-            return [jax.jvp(apply, args, along)[1][n] for n in floating]
+            points, along = points_and_tangents[:len(moving)], points_and_tangents[len(moving):]
+            tangents = jax.jvp(_at(apply, primals, moving), points, along)[1]
+            return [tangents[n] for n in floating]
 
         points = [primals[i] for i in moving]
         closed = jax.make_jaxpr(h)(*points, *points)
@@ -218,12 +216,6 @@ def _curve_derivatives(g: Callable[[list[Any]], list[Any]], coefficients: list[l
     return list(all_up_to(len(coefficients) - 1)(*coefficients))
 
 
-def _zero_tangent(x: JetValue) -> Any:
-    if is_float(x.primal):
-        return jnp.zeros_like(x.primal)
-    return np.zeros(np.shape(x.primal), jax.dtypes.float0)
-
-
 def _map_directions(f: Callable[..., list[Any]], args: Sequence[Any], batchable: bool
                     ) -> list[Any]:
     """``f`` mapped over the leading (direction) axis of the non-``None`` ``args``."""
@@ -246,9 +238,32 @@ def _linear_part(primitive: Primitive, params: dict[str, Any], inputs: Sequence[
         out = bind_equation(primitive, params, *args)
         return list(out) if primitive.multiple_results else [out]
 
-    tangents = [_zero_tangent(x) if x.summed is None else x.summed for x in inputs]
-    outs, linear_tops = jax.jvp(apply, [x.primal for x in inputs], tangents)
+    primals = [x.primal for x in inputs]
+    with_top = [n for n, x in enumerate(inputs) if x.summed is not None]
+    if with_top:
+        outs, linear_tops = jax.jvp(_at(apply, primals, with_top),
+                                    [primals[n] for n in with_top],
+                                    [inputs[n].summed for n in with_top])
+    else:
+        outs = apply(*primals)
+        linear_tops = [None] * len(outs)
     return apply, outs, linear_tops, [n for n, o in enumerate(outs) if is_float(o)]
+
+
+def _at(apply: Callable[..., list[Any]], primals: Sequence[Any], positions: Sequence[int]
+        ) -> Callable[..., list[Any]]:
+    """``apply`` as a function of the operands at ``positions``, the others at ``primals``.
+
+    Derivatives are taken with respect to these operands only: a JVP rule may refuse a
+    tangent, even a zero one, for an operand it cannot differentiate (``betainc``'s
+    ``a`` and ``b``), where ``jax.hessian`` of a function that holds them constant works.
+    """
+    def at(*operands: Any) -> list[Any]:
+        args = list(primals)
+        for n, operand in zip(positions, operands):
+            args[n] = operand
+        return apply(*args)
+    return at
 
 
 def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
@@ -257,20 +272,16 @@ def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetVal
     primals = [x.primal for x in inputs]
     apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
 
-    def floating_results(*args: Any) -> list[Any]:
-        return [o for o in apply(*args) if is_float(o)]
-
     # The non-linear part, per direction, from the lower coefficients.
     moving = [i for i, x in enumerate(inputs) if any(c is not None for c in x.lower)]
     lowers_flat = [c for i in moving for c in inputs[i].lower]
     derivatives: list[list[Any]] | None = None
     if moving and floating:
+        on_moving = _at(apply, primals, moving)
+
         def along_curve(*lowers: Any) -> list[list[Any]]:
             def g(points: list[Any]) -> list[Any]:
-                args = list(primals)
-                for n, i in enumerate(moving):
-                    args[i] = points[n]
-                return floating_results(*args)
+                return [o for o in on_moving(*points) if is_float(o)]
             zeros = [jnp.zeros_like(primals[i]) for i in moving]
             coefficients = [[primals[i] for i in moving]]
             for k in range(1, order):   # lowers: operand-major, order - 1 per operand

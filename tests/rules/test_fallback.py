@@ -137,6 +137,16 @@ def test_two_moving_operands_one_with_summed_top_only(x64):
     check(f, reference, [x, w], 3, 4, KEY, lower=[False, True])
 
 
+@pytest.mark.parametrize("order, count", [(2, 3), (4, 2)])
+def test_constant_operand_the_jvp_rule_cannot_differentiate(x64, order, count):
+    # betainc's JVP rule raises for a tangent in a or b, even a zero one; jax.hessian of
+    # a function holding them constant works, and so must the fallback.
+    def f(x):
+        return jax.scipy.special.betainc(2.0, 3.0, jax.nn.sigmoid(x)) * x
+
+    check(f, f, [X.astype(jnp.float64)], order, count, KEY)
+
+
 def test_warns_exactly_once_naming_the_primitive():
     name = "stde_test_warn_once"
     primitive = _unary_primitive(name, jnp.sinh, jnp.cosh, batchable=True)

@@ -70,6 +70,37 @@ def test_laplacian_follows_the_jvp_rule_like_jax_hessian(index):
     np.testing.assert_allclose(grad_of_lap, jax.jit(jax.grad(hessian_trace))(x), rtol=1e-8)
 
 
+@jax.custom_jvp
+def _scaled_sin(a, x):
+    return a * jnp.sin(x)
+
+
+def _scaled_sin_jvp(primals, tangents):   # differentiable in x only, like betainc in a, b
+    (a, x), (ta, tx) = primals, tangents
+    if not isinstance(ta, jax.custom_derivatives.SymbolicZero):
+        raise ValueError("_scaled_sin has no derivative in a")
+    return _scaled_sin(a, x), a * jnp.cos(x) * tx
+
+
+_scaled_sin.defjvp(_scaled_sin_jvp, symbolic_zeros=True)
+
+
+def test_jvp_rule_is_not_asked_for_a_constant_operands_derivative():
+    # jax.hessian holds the constant `a` fixed, so the rule never sees its tangent; the
+    # interpreted rule (order 2) and the nested one (order 3) must not pass one either.
+    def f(x):
+        return jnp.sum(_scaled_sin(2.0, x) * x)
+
+    x = jnp.array([0.3, -0.7, 1.1])
+    want = jnp.trace(jax.hessian(f)(x))
+    np.testing.assert_allclose(stde.laplacian(f)(x), want, rtol=1e-12)
+    v = jnp.array([1.0, 0.5, -2.0])
+    third = jax.jvp(lambda y: jax.jvp(lambda z: jax.jvp(f, (z,), (v,))[1], (y,), (v,))[1],
+                    (x,), (v,))[1]
+    _, (_, _, got) = stde.jet(f, (x,), ((v, jnp.zeros(3), jnp.zeros(3)),))
+    np.testing.assert_allclose(got, third, rtol=1e-12)
+
+
 def _dot_generals(jaxpr):
     """How many ``dot_general`` equations ``jaxpr`` holds, sub-jaxprs included."""
     count = 0
