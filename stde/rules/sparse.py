@@ -126,13 +126,14 @@ def index_rule(primitive: Any, remap: Remap, ctx: Context, inputs: Sequence[JetV
     if not is_float(primal):
         return JetValue.constant(primal, ctx.order)
     shape = tuple(np.shape(primal))
+    # An empty result has no positions to move entries to: its coefficients are dense.
+    empty = not np.size(primal)
     lower = []
     for c in x.lower:
-        if indexed.is_indexed(c):
+        if indexed.is_indexed(c) and not empty:
             lower.append(indexed.index_map(primitive, c, params).astype(jnp.result_type(primal)))
             continue
-        # An empty result has no entries to move to (and a gather from it fails): dense.
-        moved = remap(c, shape, params) if is_sparse(c) and np.size(primal) else None
+        moved = remap(c, shape, params) if is_sparse(c) and not empty else None
         if moved is not None:
             lower.append(moved.astype(jnp.result_type(primal)))
         else:

@@ -146,12 +146,15 @@ def test_matches_jax_experimental_jet(x64, f):
     lambda x: lax.cummax(x * x),
 ], ids=["cumprod", "cumlogsumexp", "cummax"])
 def test_cumulative_laplacian_with_sparse_directions(x64, f):
-    # The Laplacian's one-hot directions are sparse; the cumulative rules' compositions
-    # (an associative scan) slice them down to empty arrays along the way.
+    # The Laplacian's one-hot directions are sparse (indexed in value_grad_laplacian); the
+    # cumulative rules' compositions (an associative scan) slice them down to empty arrays.
     g = lambda x: jnp.sum(f(x) * jnp.sin(x))  # noqa: E731
     x = jnp.linspace(-0.65, 0.95, 4)
     want = jax.jit(lambda x: jnp.trace(jax.hessian(g)(x)))(x)
     np.testing.assert_allclose(jax.jit(stde.laplacian(g))(x), want, rtol=1e-10)
+    _, grad, laplacian = jax.jit(stde.value_grad_laplacian(g))(x)
+    np.testing.assert_allclose(laplacian, want, rtol=1e-10)
+    np.testing.assert_allclose(grad, jax.grad(g)(x), rtol=1e-12)
 
 
 def test_scatter_mul_duplicate_indices_with_jets_is_a_clear_error(x64):
