@@ -1,13 +1,14 @@
 """The JAX functions users write, each through stde's operators, against nested AD in float64.
 
 Each function of ``R⁴ → R`` goes through ``stde.laplacian`` (sparse one-hot directions),
-``stde.value_grad_laplacian`` (indexed directions), ``jax.grad`` of the Laplacian, and
-``stde.jet`` at order 4 along a random curve; the oracle is nested ``jax.jacfwd``
-(``tests/oracle.py``). The functions are the library's everyday calls (``jax.nn``,
-``jax.scipy.special``, ``jnp.linalg``, control flow, calls, transforms inside the
-function), not single primitives, so rules meet each other as they do in user code: the
-sweep that found that ``cumprod``'s associative scan slices sparse directions to empty
-arrays and that ``betainc``'s JVP rule refuses a tangent for its constant operands.
+``stde.value_grad_laplacian`` (indexed directions), the gradient of the Laplacian, and
+``stde.jet`` at order 4 along a seeded random curve; the oracles are nested
+``jax.jacfwd`` (``tests/oracle.py``), or ``jax.hessian`` for ``custom_vjp``. The
+functions are everyday calls (``jax.nn``, ``jax.scipy.special``, ``jnp.linalg``, control
+flow, calls, transforms inside the function), not single primitives, so rules meet each
+other as they do in user code. This sweep found that ``cumprod``'s associative scan
+sliced sparse directions to empty arrays and that ``betainc``'s JVP rule refuses a
+tangent for its constant operands.
 
 The whole module is a slow check (a few minutes on one core): the bugs it found have
 their own tests in the default run (``tests/rules/test_reductions.py``,
@@ -28,8 +29,7 @@ from tests import oracle
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("x64")]
 
-RNG = np.random.default_rng(0)
-_A = RNG.normal(size=(4, 4))
+_A = np.random.default_rng(0).normal(size=(4, 4))
 SPD = _A @ _A.T + 4 * np.eye(4)
 
 
@@ -139,7 +139,8 @@ def test_operators_match_nested_ad(name):
         np.testing.assert_allclose(jax.jit(gradient(stde.laplacian(f)))(x),
                                    gradient(laplacian)(x), rtol=1e-7, atol=1e-9)
         if name != "custom_vjp":   # the Taylor oracle is nested jacfwd
-            series = [jnp.asarray(RNG.normal(size=4) * 0.3) for _ in range(4)]
+            rng = np.random.default_rng(list(FUNCTIONS).index(name))
+            series = [jnp.asarray(rng.normal(size=4) * 0.3) for _ in range(4)]
             primal, coefficients = jax.jit(lambda x, s: stde.jet(f, (x,), (s,)))(x, series)
             for got, expected in zip([primal, *coefficients], oracle.taylor(f, [x], [series])):
                 np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
