@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 import stde
+from stde.core import JetValue
+from stde.interpreter import Interpreter
 from stde.pinn.harness import init_mlp, mlp
 from tests.conftest import strict_modes
 from tests.oracle import check_collapsed
-from tests.rules import test_elementwise, test_reductions, test_structural
+from tests.rules import test_elementwise, test_reductions, test_sparse, test_structural
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -71,3 +73,32 @@ def test_mlp_matches_nested_jacfwd_under_strict_modes(strict, order, count):
 def test_scalar_literals_under_strict_modes(strict):
     f = lambda x: jnp.minimum(jnp.sin(x), 0.5) * 1.1 + jnp.arctan2(1.0, x) * x ** 2.5  # noqa: E731
     check_collapsed(f, [jnp.array([0.4, 1.2, 2.0])], 3, 2, jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("name", sorted(test_sparse.CASES))
+def test_sparse_rules_trace_under_strict_modes(name):
+    """The sparse coefficients of ``stde.laplacian``'s one-hot directions, rule by rule."""
+    f = test_sparse.CASES[name]
+    x, lower, top = test_sparse._inputs(2)
+
+    def jet(x, lower, top):
+        closed = jax.make_jaxpr(f)(x)
+        return Interpreter(2, test_sparse.R).eval_jaxpr(closed, [JetValue(x, lower, top)])
+
+    want = jax.eval_shape(jet, x, lower, top)
+    with strict_modes():
+        jax.eval_shape(f, x)  # the case itself is strict-clean ...
+        got = jax.eval_shape(jet, x, lower, top)  # ... so stde must be too
+    chex.assert_trees_all_equal_shapes_and_dtypes(got, want)
+
+
+def test_per_row_layer_operators_under_strict_modes(strict):
+    """A per-row layer (as per electron in VMC): sparse and indexed per-row rules."""
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5)))
+    f = lambda x: jnp.sum(jnp.tanh(x.reshape(3, 2) @ w + 0.5) ** 2)  # noqa: E731
+    x = jnp.array([0.3, -0.2, 0.5, 0.1, -0.7, 0.9])
+    want = jnp.trace(jax.hessian(f)(x))
+    np.testing.assert_allclose(stde.laplacian(f)(x), want, rtol=1e-10)
+    _, grad, laplacian = stde.value_grad_laplacian(f)(x)
+    np.testing.assert_allclose(laplacian, want, rtol=1e-10)
+    np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-12)

@@ -281,7 +281,7 @@ def _per_row_rule(ctx: Context, a: JetValue, b: JetValue, params: dict[str, Any]
             return jax.vmap(lambda u: bind(u, b.primal))(sparse.densify(c))
         row, column = c.indices // width, c.indices % width
         offsets = jnp.arange(features, dtype=c.indices.dtype)
-        indices = (row[:, :, None] * features + offsets).reshape(c.directions, -1)
+        indices = (row[:, :, None] * features + offsets[None, None, :]).reshape(c.directions, -1)
         values = (c.values.astype(dtype)[:, :, None] * rows[column]).reshape(c.directions, -1)
         return c.with_entries(indices, values, out_shape, distinct=False)
 
