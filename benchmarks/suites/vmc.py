@@ -66,7 +66,7 @@ def log_psi(params: dict[str, Any], x: jax.Array) -> jax.Array:
     n = r.shape[0]
     up = params["orbitals_up"].shape[-1]
     dist = jnp.sqrt(jnp.sum(r ** 2, -1, keepdims=True) + 1.0)                    # (n, 1)
-    h = jnp.tanh(jnp.concatenate([r, dist], -1) @ params["embed"] + params["embed_b"])
+    h = jnp.tanh(jnp.concatenate([r, dist], -1) @ params["embed"] + params["embed_b"][None, :])
     diff = r[:, None, :] - r[None, :, :]                                          # (n, n, 3)
     pair_dist = jnp.sqrt(jnp.sum(diff ** 2, -1, keepdims=True) + 1.0)             # (n, n, 1)
     g = jnp.tanh(jnp.concatenate([diff, pair_dist], -1) @ params["pair"])         # (n, n, w)

@@ -236,7 +236,9 @@ def with_time(space: Callable[[Array, int], Array], horizon: float = 1.0
 
     def sample(key: Array, n: int) -> Array:
         k_x, k_t = jax.random.split(key)
-        return jnp.concatenate([space(k_x, n), horizon * jax.random.uniform(k_t, (n, 1))], -1)
+        x, t = space(k_x, n), horizon * jax.random.uniform(k_t, (n, 1))
+        dtype = np.promote_types(x.dtype, t.dtype)   # explicit, for the strict modes
+        return jnp.concatenate([x.astype(dtype), t.astype(dtype)], -1)
 
     return sample
 
