@@ -22,7 +22,7 @@ def _log_psi(params, x):
     diff = r[:, None, :] - r[None, :, :]                                     # (3, 3, 2)
     pair = jnp.tanh(jnp.concatenate([diff, jnp.sum(diff ** 2, -1, keepdims=True)], -1)
                     @ params["pair"])                                         # (3, 3, 4)
-    h = jnp.tanh(r @ params["w"] + jnp.mean(pair, 1) @ params["mix"] + params["b"])
+    h = jnp.tanh(r @ params["w"] + jnp.mean(pair, 1) @ params["mix"] + params["b"][None, :])
     return jnp.linalg.slogdet(h)[1] - 0.1 * jnp.sum(x ** 2)
 
 

@@ -75,7 +75,7 @@ def test_basis_is_the_identity():
 def test_times_array_scale_and_broadcast():
     c, dense = _coefficient(1, (4, 1))
     factor = jnp.arange(4.0).reshape(4, 1) - 1.5
-    _close(indexed.times_array(c, factor), dense * factor)
+    _close(indexed.times_array(c, factor), dense * factor[None])
     _close(indexed.scale(c, -2.5), -2.5 * dense)
     _close(indexed.broadcast_to(c, (2, 4, 3)), jnp.broadcast_to(dense[:, None], (R, 2, 4, 3)))
 

@@ -145,7 +145,7 @@ def test_integer_primal_is_a_constant():
     n = jnp.array([2, -1, 3])
     x = jnp.array([0.3, -0.2, 0.5])
     series_x = [jnp.array([1.0, 0.5, -0.3]), jnp.array([0.2, 0.1, 0.7])]
-    f = lambda n, x: jnp.sin(x) * n  # noqa: E731
+    f = lambda n, x: jnp.sin(x) * n.astype(x.dtype)  # noqa: E731
     float0 = np.zeros(3, jax.dtypes.float0)
     want = taylor(lambda x: f(n, x), [x], [series_x])
     for series_n in ([None, None], [jnp.zeros(3, int), 0.0], [float0, float0]):
@@ -218,7 +218,7 @@ class TestErrors:
 
     def test_complex_series_of_a_real_primal(self):
         with pytest.raises(TypeError, match="complex .* primal is real.*imaginary part"):
-            stde.jet(jnp.sin, (self.x,), ((self.x * 1j,),))
+            stde.jet(jnp.sin, (self.x,), ((lax.complex(jnp.zeros_like(self.x), self.x),),))
 
     def test_fun_returns_none(self):
         with pytest.raises(TypeError, match="fun returned None.*return"):
@@ -271,7 +271,7 @@ def test_single_attention_block():
         weights = jax.nn.softmax(q @ k.T / jnp.sqrt(3.0), axis=-1)
         h = x + weights @ v
         h = (h - h.mean(-1, keepdims=True)) / jnp.sqrt(h.var(-1, keepdims=True) + 1e-5)
-        return jnp.sum(h ** 2 * jnp.arange(3.0))
+        return jnp.sum(h ** 2 * jnp.arange(3.0, dtype=h.dtype)[None, :])
 
     x = jax.random.normal(keys[3], (4, 3))
     for order, count in [(2, 6), (4, 2)]:

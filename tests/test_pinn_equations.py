@@ -213,7 +213,7 @@ def test_hjb_lqg_solution_matches_monte_carlo_and_terminal_cost(x64):
     x = jnp.array([0.5, -1.0, 0.3])
     t = 0.4
     w = jax.random.normal(jax.random.PRNGKey(0), (400_000, 3), jnp.float64)
-    y = x + math.sqrt(2 * (1 - t)) * w
+    y = x[None, :] + math.sqrt(2 * (1 - t)) * w
     monte_carlo = -jnp.log(jnp.mean(2 / (1 + jnp.sum(y ** 2, -1))))
     got = pe.hjb_lqg_solution(jnp.concatenate([x, jnp.array([t])]))
     np.testing.assert_allclose(got, monte_carlo, rtol=3e-3)

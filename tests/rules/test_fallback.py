@@ -115,11 +115,11 @@ def test_multiple_results_constant_and_integer_operands(x64, order, count):
 
     def f(x):
         first, second, integer = POLAR.bind(x * x, w, n)
-        return first * second + integer
+        return first * second + integer.astype(x.dtype)
 
     def reference(x):
         first, second, integer = _polar_impl(x * x, w, n)
-        return first * second + integer
+        return first * second + integer.astype(x.dtype)
 
     check(f, reference, [x], order, count, KEY)
 

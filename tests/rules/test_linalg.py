@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 def _matrix(seed: int, shape: tuple[int, ...] = (3, 3), shift: float = 3.0) -> jax.Array:
     a = jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float64)
-    return a + shift * jnp.eye(shape[-2], shape[-1], dtype=jnp.float64)
+    return a + shift * jnp.broadcast_to(jnp.eye(shape[-2], shape[-1], dtype=jnp.float64), shape)
 
 
 def _real(*shapes_and_shifts: tuple[tuple[int, ...], float]) -> list[jax.Array]:
@@ -37,7 +37,8 @@ def _spd(a: jax.Array) -> jax.Array:
 
 
 def _flat(*arrays: jax.Array) -> jax.Array:
-    return jnp.concatenate([a.ravel() for a in arrays])
+    dtype = np.result_type(*(a.dtype for a in arrays))   # explicit, for the strict modes
+    return jnp.concatenate([a.ravel().astype(dtype) for a in arrays])
 
 
 def _signed(v: jax.Array) -> jax.Array:
@@ -54,11 +55,11 @@ def _phased(v: jax.Array) -> jax.Array:
     are unique.
     """
     first = v[..., :1, :]
-    return v * (jnp.conj(first) / jnp.abs(first))
+    return v * (jnp.conj(first) / jnp.abs(first).astype(first.dtype))
 
 
 def _complex(f):
-    return lambda re, im: f(re + 1j * im)
+    return lambda re, im: f(lax.complex(re, im))
 
 
 def _hermitian(f):

@@ -83,7 +83,7 @@ def test_compose_second_order_is_the_forward_laplacian():
     x2 = jnp.array([0.5, -0.5])
     f = [jnp.zeros(2), jnp.array([2.0, 3.0]), jnp.array([5.0, 7.0])]
     y = series.compose(f, [jnp.zeros(2), x1, x2], 2)
-    np.testing.assert_allclose(y[1], f[1] * x1)
+    np.testing.assert_allclose(y[1], f[1][None, :] * x1)
     np.testing.assert_allclose(y[2], f[1] * x2 + f[2] * (x1 ** 2).sum(0))
     assert math.isclose(float(y[2][0]), 2 * 0.5 + 5 * 10)
 
