@@ -19,7 +19,7 @@ products with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -99,6 +99,32 @@ def instantiate(value: JetValue, directions: int) -> JetValue:
 def bind_equation(primitive: Any, params: dict[str, Any], *args: Any) -> Any:
     """``primitive.bind(*args)`` with the parameters as they sit in a jaxpr equation."""
     return primitive.bind(*args, **primitive.get_bind_params(params))
+
+
+def bind_at(primitive: Any, params: dict[str, Any], primals: Sequence[Any],
+            positions: Sequence[int]) -> Callable[..., list[Any]]:
+    """``primitive`` as a function of its operands at ``positions``, the others at ``primals``.
+
+    The function returns the list of results (one for a single-result primitive). Rules
+    differentiate or map it in the chosen operands only: indices stay fixed, and a JVP
+    rule is never asked for a tangent of an operand it cannot differentiate
+    (``betainc``'s ``a`` and ``b``), as in ``jax.hessian`` of a function holding it fixed.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jax import lax
+      >>> sub_from_3 = bind_at(lax.sub_p, {}, [jnp.float32(3), jnp.float32(0)], [1])
+      >>> [float(y) for y in sub_from_3(jnp.float32(1))]
+      [2.0]
+
+    """
+    def bound(*operands: Any) -> list[Any]:
+        args = list(primals)
+        for n, operand in zip(positions, operands):
+            args[n] = operand
+        out = bind_equation(primitive, params, *args)
+        return list(out) if primitive.multiple_results else [out]
+    return bound
 
 
 def is_float(x: Array) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 from jax._src.interpreters import ad, batching
 from jax.extend.core import Primitive
 
-from stde.core import Context, JetValue, bind_equation, is_float
+from stde.core import Context, JetValue, bind_at, is_float
 from stde.rules import registry, series
 
 
@@ -168,11 +168,12 @@ def interpreted_jvp_rule(primitive: Primitive) -> Callable[..., Any]:
         if ctx.order != 2 or not moving or _interpreting_jvp_rule.get():
             return nested(ctx, inputs, **params)
         primals = [x.primal for x in inputs]
-        apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
+        outs, linear_tops, floating = _linear_part(primitive, params, inputs)
+        on_moving = bind_at(primitive, params, primals, moving)
 
         def h(*points_and_tangents: Any) -> list[Any]:
             points, along = points_and_tangents[:len(moving)], points_and_tangents[len(moving):]
-            tangents = jax.jvp(_at(apply, primals, moving), points, along)[1]
+            tangents = jax.jvp(on_moving, points, along)[1]
             return [tangents[n] for n in floating]
 
         points = [primals[i] for i in moving]
@@ -228,56 +229,36 @@ def _map_directions(f: Callable[..., list[Any]], args: Sequence[Any], batchable:
 
 
 def _linear_part(primitive: Primitive, params: dict[str, Any], inputs: Sequence[JetValue]
-                 ) -> tuple[Callable[..., list[Any]], list[Any], list[Any], list[int]]:
+                 ) -> tuple[list[Any], list[Any], list[int]]:
     """What both JVP rules start from.
 
-    Returns the primitive as a function of its operands, its outputs, one JVP along the
-    summed top coefficients (the linear part of the top) and the floating outputs.
+    Returns the primitive's outputs, one JVP along the summed top coefficients (the
+    linear part of the top; in the operands that have one only) and the floating outputs.
     """
-    def apply(*args: Any) -> list[Any]:
-        out = bind_equation(primitive, params, *args)
-        return list(out) if primitive.multiple_results else [out]
-
     primals = [x.primal for x in inputs]
     with_top = [n for n, x in enumerate(inputs) if x.summed is not None]
     if with_top:
-        outs, linear_tops = jax.jvp(_at(apply, primals, with_top),
+        outs, linear_tops = jax.jvp(bind_at(primitive, params, primals, with_top),
                                     [primals[n] for n in with_top],
                                     [inputs[n].summed for n in with_top])
     else:
-        outs = apply(*primals)
+        outs = bind_at(primitive, params, primals, [])()
         linear_tops = [None] * len(outs)
-    return apply, outs, linear_tops, [n for n, o in enumerate(outs) if is_float(o)]
-
-
-def _at(apply: Callable[..., list[Any]], primals: Sequence[Any], positions: Sequence[int]
-        ) -> Callable[..., list[Any]]:
-    """``apply`` as a function of the operands at ``positions``, the others at ``primals``.
-
-    Derivatives are taken with respect to these operands only: a JVP rule may refuse a
-    tangent, even a zero one, for an operand it cannot differentiate (``betainc``'s
-    ``a`` and ``b``), where ``jax.hessian`` of a function that holds them constant works.
-    """
-    def at(*operands: Any) -> list[Any]:
-        args = list(primals)
-        for n, operand in zip(positions, operands):
-            args[n] = operand
-        return apply(*args)
-    return at
+    return outs, linear_tops, [n for n, o in enumerate(outs) if is_float(o)]
 
 
 def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
                      **params: Any) -> Any:
     order = ctx.order
     primals = [x.primal for x in inputs]
-    apply, outs, linear_tops, floating = _linear_part(primitive, params, inputs)
+    outs, linear_tops, floating = _linear_part(primitive, params, inputs)
 
     # The non-linear part, per direction, from the lower coefficients.
     moving = [i for i, x in enumerate(inputs) if any(c is not None for c in x.lower)]
     lowers_flat = [c for i in moving for c in inputs[i].lower]
     derivatives: list[list[Any]] | None = None
     if moving and floating:
-        on_moving = _at(apply, primals, moving)
+        on_moving = bind_at(primitive, params, primals, moving)
 
         def along_curve(*lowers: Any) -> list[list[Any]]:
             def g(points: list[Any]) -> list[Any]:

@@ -20,7 +20,7 @@ from jax import lax
 from jax._src.ad_util import add_jaxvals_p
 
 from stde import sparse
-from stde.core import Array, Context, JetValue, bind_equation, is_float
+from stde.core import Array, Context, JetValue, bind_at, is_float
 from stde.rules import series
 from stde.rules.registry import register
 
@@ -95,20 +95,11 @@ def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
       every floating operand is: the primitive is linear in them.
 
     """
-    def bind(*args: Any) -> list[Any]:
-        out = bind_equation(primitive, params, *args)
-        return list(out) if primitive.multiple_results else [out]
-
     floats = [n for n, x in enumerate(inputs) if is_float(x.primal)]
-
-    def linear_map(*coefficients: Any) -> list[Any]:
-        args = [x.primal for x in inputs]  # indices and predicates stay at their primal
-        for n, c in zip(floats, coefficients):
-            args[n] = c
-        return bind(*args)
-
     operands = [inputs[n] for n in floats]
-    return map_coefficients(ctx, linear_map, operands, bind(*(x.primal for x in inputs)),
+    # Indices and predicates stay at their primal.
+    linear_map = bind_at(primitive, params, [x.primal for x in inputs], floats)
+    return map_coefficients(ctx, linear_map, operands, linear_map(*(x.primal for x in operands)),
                             bool(operands) and all(x.zero_primal for x in operands))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 from jax._src.pjit import reshard_p
 
-from stde.core import Array, Context, JetValue, bind_equation, is_float
+from stde.core import Array, Context, JetValue, bind_at, bind_equation, is_float
 from stde.rules.linear import map_coefficients, register_linear
 from stde.rules.registry import register
 
@@ -57,14 +57,7 @@ def locally_linear_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue]
     """
     floats = [n for n, x in enumerate(inputs) if is_float(x.primal)]
     primals = [x.primal for x in inputs]
-
-    def on_floats(*operands: Array) -> list[Array]:
-        args = list(primals)
-        for n, operand in zip(floats, operands):
-            args[n] = operand
-        out = bind_equation(primitive, params, *args)
-        return list(out) if primitive.multiple_results else [out]
-
+    on_floats = bind_at(primitive, params, primals, floats)
     primals_out, jvp = jax.linearize(on_floats, *(primals[n] for n in floats))
 
     def linear_map(*tangents: Array) -> list[Array | None]:
