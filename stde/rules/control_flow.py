@@ -358,17 +358,46 @@ def while_rule(ctx: Context, inputs: Sequence[JetValue], *, cond_jaxpr: ClosedJa
 
     The coefficients are those of the loop unrolled for the number of iterations the
     primals take (the derivative of a converged fixed-point iteration converges too).
+
+    A ``vmap``-ped loop whose predicate depends on the batch has a batched predicate
+    (its ``cond_jaxpr`` returns an array, as in ``jax.scipy.special.hyp1f1``). As JAX
+    lowers it, the loop runs while any element's predicate holds, and a step advances
+    only the carries' batch elements whose predicate holds (the predicate's shape leads
+    every carry's shape).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> def cbrt(y):  # Newton for c³ = y, each element stopping on its own
+      ...     step = lambda c: c - (c ** 3 - y) / (3 * c ** 2)
+      ...     return jax.lax.while_loop(lambda c: jnp.abs(c ** 3 - y) > 1e-5 * y, step, y)
+      >>> f = lambda x: jnp.sum(jax.vmap(cbrt)(x))
+      >>> x = jnp.array([2.0, 8.0, 27.0])
+      >>> lap = stde.laplacian(f)(x)
+      >>> bool(jnp.allclose(lap, jnp.trace(jax.jacfwd(jax.jacfwd(f))(x))))
+      True
+      >>> bool(jnp.allclose(lap, jnp.sum(-2 / 9 * x ** (-5 / 3)), rtol=1e-2))  # d²/dx² ∛x
+      True
+
     """
     cond_consts = [_primal_only(c) for c in inputs[:cond_nconsts]]
     body_consts = list(inputs[cond_nconsts:cond_nconsts + body_nconsts])
     init = list(inputs[cond_nconsts + body_nconsts:])
+    batched = bool(cond_jaxpr.out_avals[0].shape)
 
-    def predicate(carry: list[JetValue]) -> Any:
+    def running(carry: list[JetValue]) -> Any:
         (out,) = ctx.eval_jaxpr(cond_jaxpr, [*cond_consts, *map(_primal_only, carry)])
         return out.primal
 
+    def predicate(carry: list[JetValue]) -> Any:
+        return jnp.any(running(carry)) if batched else running(carry)
+
     def step(carry: list[JetValue]) -> list[JetValue]:
-        return ctx.eval_jaxpr(body_jaxpr, [*body_consts, *carry])
+        out = ctx.eval_jaxpr(body_jaxpr, [*body_consts, *carry])
+        if not batched:
+            return out
+        where = running(carry)
+        return [_advance_where(ctx, where, new, old) for new, old in zip(out, carry, strict=True)]
 
     patterns = carry_patterns(ctx, step, init)
     return lax.while_loop(
@@ -376,6 +405,21 @@ def while_rule(ctx: Context, inputs: Sequence[JetValue], *, cond_jaxpr: ClosedJa
         lambda carry: _conform_all(step(carry), patterns, ctx.directions),
         _conform_all(init, patterns, ctx.directions),
     )
+
+
+def _advance_where(ctx: Context, where: Any, new: JetValue, old: JetValue) -> JetValue:
+    """``new`` in the batch elements where ``where`` holds, else ``old``, on every coefficient.
+
+    ``where``'s shape leads the carry's; the selection is interpreted by stde's own rules
+    for ``broadcast_in_dim`` and ``select_n``.
+    """
+    def select(where: Any, new: Any, old: Any) -> Any:
+        return lax.select(lax.broadcast_in_dim(where, np.shape(new), tuple(range(where.ndim))),
+                          new, old)
+
+    selection = jax.make_jaxpr(select)(where, new.primal, old.primal)
+    (out,) = ctx.eval_jaxpr(selection, [JetValue.constant(where, ctx.order), new, old])
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -397,6 +397,41 @@ def test_while_newton_root_of_smooth_function(x64):
     check_against(_newton_cubic_root, _cardano, [x], 3, 3, KEY, rtol=1e-8)
 
 
+def _newton_cubic_root_per_element(x):
+    """``_newton_cubic_root`` under ``vmap``, each element stopping at its own tolerance:
+    the loop's predicate is batched (its ``cond_jaxpr`` returns one flag per element)."""
+    def root(x):
+        def body(carry):
+            i, y = carry
+            return i + 1, y - (y ** 3 + y - x) / (3 * y ** 2 + 1)
+        return lax.while_loop(lambda c: jnp.abs(c[1] ** 3 + c[1] - x) > 1e-13 * x, body,
+                              (0, x / 2))
+    return jax.vmap(root)(x)
+
+
+def test_vmapped_while_with_batched_predicate(x64):
+    x = _x(0.5, 3.0, 30.0)
+    jaxpr = jax.make_jaxpr(_newton_cubic_root_per_element)(x)
+    (loop,) = [e for e in jaxpr.eqns if e.primitive.name == "while"]
+    assert loop.params["cond_jaxpr"].out_avals[0].shape == (3,)
+    iterations, y = _newton_cubic_root_per_element(x)
+    assert len(set(np.asarray(iterations).tolist())) == 3  # each element stops on its own
+    np.testing.assert_allclose(y, _cardano(x), rtol=1e-12)
+    f = lambda x: _newton_cubic_root_per_element(x)[1]  # noqa: E731
+    check(f, [x], 3, 3, KEY)  # the loop unrolled per element (nested jacfwd)
+    check_against(f, _cardano, [x], 3, 3, KEY, rtol=1e-8)
+    g = lambda x: jnp.sum(f(x) ** 2)  # noqa: E731
+    np.testing.assert_allclose(stde.laplacian(g)(x), jnp.trace(jax.hessian(
+        lambda x: jnp.sum(_cardano(x) ** 2))(x)), rtol=1e-8)
+
+
+def test_hyp1f1_loops_with_batched_predicates(x64):
+    """``jax.scipy.special.hyp1f1`` sums its series in a ``vmap``-ped while loop."""
+    f = lambda x: jnp.sum(jax.scipy.special.hyp1f1(1.2, 2.3, x) ** 2)  # noqa: E731
+    x = _x(0.2, 0.4, 0.6, 0.8)
+    np.testing.assert_allclose(stde.laplacian(f)(x), jnp.trace(jax.hessian(f)(x)), rtol=1e-10)
+
+
 # --------------------------------------------------------------------------------------
 # custom_linear_solve
 # --------------------------------------------------------------------------------------
