@@ -425,6 +425,20 @@ def test_vmapped_while_with_batched_predicate(x64):
         lambda x: jnp.sum(_cardano(x) ** 2))(x)), rtol=1e-8)
 
 
+def test_nested_vmap_of_fori_loops_with_per_element_trip_counts(x64):
+    """Two ``vmap``s of a ``fori_loop`` with traced bounds: a 2-D batched predicate."""
+    trips = jnp.array([[1, 3, 2], [5, 0, 2]])
+
+    def f(x):
+        def loop(n, xi):
+            return lax.fori_loop(0, n, lambda i, c: jnp.sin(c) * xi + i, xi)
+        return jax.vmap(jax.vmap(loop))(trips, x.reshape(2, 3)).reshape(6)
+    jaxpr = jax.make_jaxpr(f)(jnp.ones(6))
+    (loop,) = [e for e in jaxpr.eqns if e.primitive.name == "while"]
+    assert loop.params["cond_jaxpr"].out_avals[0].shape == (2, 3)
+    check(f, [_x(0.3, -0.7, 1.2, 0.4, -0.1, 0.9)], 3, 2, KEY)
+
+
 def test_hyp1f1_loops_with_batched_predicates(x64):
     """``jax.scipy.special.hyp1f1`` sums its series in a ``vmap``-ped while loop.
 
