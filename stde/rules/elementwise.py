@@ -168,6 +168,17 @@ def _shifted(x: Sequence[Coefficient], shift: Array) -> Series:
     return [x[0] + shift, *x[1:]]
 
 
+def _scaled(x: Sequence[Coefficient], factor: float, order: int) -> Series:
+    """The series of ``factor · x`` beyond the primal (the primal is kept as it is).
+
+    A derivative rule's driver: ``y' = g · (factor · x)'`` for the ``π``- and
+    ``2``-based functions (``sinpi(x) = sin(πx)``, ``log2p1(x) = log1p(x) / log 2``),
+    whose primals JAX computes exactly and which are kept.
+    """
+    weight = jnp.asarray(factor, jnp.result_type(x[0]))
+    return [x[0], *(series.scale(c, weight, k, order) for k, c in enumerate(x[1:], start=1))]
+
+
 def _signed_square(x: Sequence[Coefficient], constant: float, sign: int, order: int) -> Series:
     """Series of ``constant + sign · x²``, coefficients ``0 .. order-1`` (slopes only)."""
     return [constant + sign * x[0] ** 2] + [
@@ -622,12 +633,47 @@ _UNARY: dict[Any, SeriesFunction] = {
     lax.cbrt_p: lambda x, K: power_series(x, 1 / 3, K, y0=lax.cbrt(x[0])),
 }
 
+_LOG2 = math.log(2)
+
+_UNARY_SINCE_JAX_0_12: dict[str, SeriesFunction] = {
+    "sinpi": lambda x, K: coupled_pair(
+        _scaled(x, math.pi, K), lax.sinpi(x[0]), lax.cospi(x[0]), -1, K, wanted=0)[0],
+    "cospi": lambda x, K: coupled_pair(
+        _scaled(x, math.pi, K), lax.sinpi(x[0]), lax.cospi(x[0]), -1, K, wanted=1)[1],
+    "tanpi": lambda x, K: quadratic_ode(_scaled(x, math.pi, K), lax.tanpi(x[0]), 1, 0, 1, K),
+    "asinpi": lambda x, K: _ode_with_power_slope(
+        _scaled(x, 1 / math.pi, K), lax.asinpi(x[0]), _signed_square(x, 1, -1, K), -0.5, K),
+    "acospi": lambda x, K: _ode_with_power_slope(
+        _scaled(x, 1 / math.pi, K), lax.acospi(x[0]), _signed_square(x, 1, -1, K), -0.5, K,
+        negate=True),
+    "atanpi": lambda x, K: _ode_with_power_slope(
+        _scaled(x, 1 / math.pi, K), lax.atanpi(x[0]), _signed_square(x, 1, 1, K), -1, K),
+    "exp2m1": lambda x, K: quadratic_ode(x, lax.exp2m1(x[0]), _LOG2, _LOG2, 0, K),
+    "log2p1": lambda x, K: _ode_with_power_slope(
+        _scaled(x, 1 / _LOG2, K), lax.log2p1(x[0]), _shifted(x, 1), -1, K),
+}
+"""JAX 0.12's exactly rounded ``π``- and ``2``-based functions; registered where JAX has them."""
+
+
+def _atan2pi(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
+    """``atan2(a, b) / π`` (JAX 0.12's ``atan2pi``), its primal computed by JAX."""
+    z = atan2(a, b, order)
+    z[0] = lax.atan2pi(a[0], b[0])
+    return _scaled(z, 1 / math.pi, order)
+
+
 _BROADCASTS = ("a function of two operands (or a special function of a moving argument) "
                "whose series is not tested on sparse coefficients")
 
 for _primitive, _function in _UNARY.items():
     register(_primitive, unary_rule(_function), sparse=True)
+for _name, _function in _UNARY_SINCE_JAX_0_12.items():
+    _primitive = getattr(lax, f"{_name}_p", None)
+    if _primitive is not None:
+        register(_primitive, unary_rule(_function), sparse=True)
 register(lax.atan2_p, binary_rule(atan2), sparse=_BROADCASTS)
+if hasattr(lax, "atan2pi_p"):
+    register(lax.atan2pi_p, binary_rule(_atan2pi), sparse=_BROADCASTS)
 register(lax.lgamma_p, polygamma_rule(0), sparse=_BROADCASTS)
 register(lax.digamma_p, polygamma_rule(1), sparse=_BROADCASTS)
 register(lax.polygamma_p, polygamma_rule(1), sparse=_BROADCASTS)

@@ -94,6 +94,20 @@ DEFAULT = {
     "atan2": [(3, 2)], "atan2_negative_b": [(2, 2)], "pow": [(3, 2)],
     "atan2_size1": [(2, 2)], "pow_size1": [(2, 2)],
 }
+# JAX 0.12's exactly rounded π- and 2-based functions (absent on older JAX).
+SINCE_JAX_0_12 = {
+    "sinpi": ("sinpi", ANY, [(4, 2)]), "cospi": ("cospi", ANY, [(3, 3)]),
+    "tanpi": ("tanpi", (0.1, -0.3, 0.2), [(5, 1)]), "asinpi": ("asinpi", UNIT, [(3, 2)]),
+    "acospi": ("acospi", UNIT, [(2, 4)]), "atanpi": ("atanpi", ANY, [(6, 1)]),
+    "exp2m1": ("exp2m1", ANY, [(3, 2)]), "log2p1": ("log2p1", SHIFTED, [(4, 1)]),
+}
+if hasattr(lax, "sinpi"):
+    for _name, (_function, _x, _grid) in SINCE_JAX_0_12.items():
+        UNARY[_name] = (getattr(lax, _function), _x)
+        DEFAULT[_name] = _grid
+    BINARY["atan2pi"] = (lax.atan2pi, ANY, POSITIVE)
+    DEFAULT["atan2pi"] = [(3, 2)]
+
 FULL_GRID = [(1, 1), (2, 3), (4, 2), (6, 1), (2, 8)]
 # jax's own pow JVP (hence the oracle) is nan at x = 0 from the third derivative on for a
 # float exponent; stde's integer path is exact there (test_pow_integer_exponent_...).
@@ -289,3 +303,25 @@ def test_sin_and_cos_share_the_coupled_recurrence_with_sinh_and_cosh():
     np.testing.assert_allclose(sin[1], jnp.full(2, np.cos(0.4)))
     np.testing.assert_allclose(cosh[1], jnp.full(2, np.sinh(0.4)))
     assert sin[3].shape == cos[3].shape == sinh[3].shape == ()
+
+
+@pytest.mark.skipif(not hasattr(lax, "sinpi"), reason="JAX 0.12's π- and 2-based functions")
+def test_pi_and_two_based_functions_have_rules_and_exact_primals():
+    """sinpi & co. (jax.scipy.special.beta uses sinpi) run through their own rules, not the
+    nested-JVP fallback, keep JAX's exactly rounded primal, and give Laplacians that
+    equal jax.hessian's through the sparse directions of stde.laplacian."""
+    from stde.rules import registry
+
+    names = [*SINCE_JAX_0_12, "atan2pi"]
+    assert all(registry.lookup(getattr(lax, f"{name}_p")) for name in names)
+    x = jnp.array([0.5, 1.0, -0.25])
+    value, _ = stde.jet(lax.sinpi, (x,), ((jnp.ones(3),),))
+    np.testing.assert_array_equal(value, lax.sinpi(x))  # exactly 1, 0, -sin(π/4)
+    for name in names:
+        function = getattr(lax, name)
+        if name == "atan2pi":
+            f = lambda z: jnp.sum(function(z, 1.5 - z) ** 2)  # noqa: E731, B023
+        else:
+            f = lambda z: jnp.sum(function(0.3 * z) ** 2)  # noqa: E731, B023
+        np.testing.assert_allclose(stde.laplacian(f)(x), jnp.trace(jax.hessian(f)(x)),
+                                   rtol=1e-10, err_msg=name)
