@@ -4,17 +4,20 @@ Each function of ``R⁴ → R`` goes through ``stde.laplacian`` (sparse one-hot 
 ``stde.value_grad_laplacian`` (indexed directions), the gradient of the Laplacian, and
 ``stde.jet`` at order 4 along a seeded random curve; the oracles are nested
 ``jax.jacfwd`` (``tests/oracle.py``), or ``jax.hessian`` for ``custom_vjp``, and
-``jax.experimental.jet`` where it works (19 of the 52 functions on jax 0.12; on the
-others it raises). The
+``jax.experimental.jet`` where it works (17 of the 55 functions on jax 0.12.1, 19 on
+0.12.0 and 0.10.2; on the others it raises). The
 functions are everyday calls (``jax.nn``, ``jax.scipy.special``, ``jnp.linalg``, control
 flow, calls, transforms inside the function), not single primitives, so rules meet each
 other as they do in user code. This sweep found that ``cumprod``'s associative scan
 sliced sparse directions to empty arrays and that ``betainc``'s JVP rule refuses a
-tangent for its constant operands.
+tangent for its constant operands, and, on jax 0.12.1, that a ``vmap``-ped while loop
+(``hyp1f1``, a ``fori_loop`` with per-element trip counts) failed and that ``betaln``'s
+``sinpi`` had no rule.
 
 The whole module is a slow check (a few minutes on one core): the bugs it found have
 their own tests in the default run (``tests/rules/test_reductions.py``,
-``tests/rules/test_fallback.py``, ``tests/rules/test_interpreted_jvp.py``).
+``tests/rules/test_fallback.py``, ``tests/rules/test_interpreted_jvp.py``,
+``tests/rules/test_control_flow.py``, ``tests/rules/test_elementwise.py``).
 """
 
 import warnings
@@ -54,6 +57,9 @@ FUNCTIONS = {
     "while_loop": lambda x: lax.while_loop(lambda c: c[1] < 3,
                                            lambda c: (jnp.sin(c[0]) + x, c[1] + 1),
                                            (x, 0))[0].sum(),
+    "vmap_fori_loop": lambda x: jax.vmap(  # per-element trip counts: a batched predicate
+        lambda n, y: lax.fori_loop(0, n, lambda i, c: jnp.sin(c) * y + i, y))(
+            jnp.array([1, 3, 0, 2]), x).sum(),
     "cond": lambda x: lax.cond(x.sum() > 0, lambda y: jnp.exp(y).sum(),
                                lambda y: jnp.cos(y).sum(), x),
     "switch": lambda x: lax.switch(1, [jnp.sin, jnp.cos, jnp.tanh], x).sum(),
@@ -73,6 +79,8 @@ FUNCTIONS = {
     "erf_erfinv": lambda x: (jsp.special.erf(x) + jsp.special.erfinv(x / 2)).sum(),
     "gammaln_digamma": lambda x: (jsp.special.gammaln(x + 2) * jsp.special.digamma(x + 2)).sum(),
     "betainc": lambda x: (jsp.special.betainc(2.0, 3.0, jax.nn.sigmoid(x)) * x).sum(),
+    "hyp1f1": lambda x: jsp.special.hyp1f1(1.2, 2.3, x).sum(),
+    "betaln": lambda x: jsp.special.betaln(x + 2, 1.5).sum(),
     "i0e": lambda x: jsp.special.i0e(x).sum(),
     "xlogy_entr": lambda x: (jsp.special.xlogy(x, x ** 2 + 1)
                              + jsp.special.entr(jnp.abs(x) + 0.1)).sum(),

@@ -47,6 +47,7 @@ from jax.extend.core import primitives as prims
 
 from stde.core import Context, JetValue, bind_equation, is_float, zeros_coefficient
 from stde.rules import series
+from stde.rules.expansions import expansion_rule
 from stde.rules.fallback import interpreted_jvp_rule
 from stde.rules.linalg import with_inverse_products
 from stde.rules.linear import broadcast_coefficient, register_linear
@@ -417,9 +418,7 @@ def _advance_where(ctx: Context, where: Any, new: JetValue, old: JetValue) -> Je
         return lax.select(lax.broadcast_in_dim(where, np.shape(new), tuple(range(where.ndim))),
                           new, old)
 
-    selection = jax.make_jaxpr(select)(where, new.primal, old.primal)
-    (out,) = ctx.eval_jaxpr(selection, [JetValue.constant(where, ctx.order), new, old])
-    return out
+    return expansion_rule(select)(ctx, [JetValue.constant(where, ctx.order), new, old])
 
 
 # --------------------------------------------------------------------------------------
