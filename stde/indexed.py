@@ -542,14 +542,16 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
     positions = int(np.prod(out_free, dtype=np.int64))
     spread = np.transpose(slots, (0, *(1 + d for d in mine), *(1 + d for d in free)))
     spread = spread.reshape(c.entries * contracted, positions)
-    if _distinct_count(spread) > DENSE_FRACTION * c.directions:
-        return jax.vmap(operate)(densify(c))
-    groups, group_slots = _compatible_rows(spread)
     rows = jnp.transpose(weights, (*theirs, *their_free)).reshape(contracted, -1).astype(c.dtype)
     values = jnp.transpose(c.values, (0, *(1 + d for d in free), *(1 + d for d in mine)))
     values = values.reshape(c.entries, positions, contracted)
-    if sum(map(len, groups)) <= MAX_UNROLLED_PAIRS:
-        pairs = jnp.transpose(values, (0, 2, 1)).reshape(c.entries * contracted, positions)
+    pairs = jnp.transpose(values, (0, 2, 1)).reshape(c.entries * contracted, positions)
+
+    def summed_pairs(groups: Sequence[Sequence[int]]) -> Array:
+        """``out[m] = Σ_{p ∈ groups[m]} pairs[p] ⊗ rows[p mod contracted]``.
+
+        One layer of gathers per group member: elementwise work that XLA fuses.
+        """
         out = None
         for layer in range(max(map(len, groups))):
             has = np.array([layer < len(g) for g in groups])
@@ -558,16 +560,55 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
             weight = weight if has.all() else jnp.where(has[:, None], weight, 0)
             term = jnp.take(pairs, jnp.asarray(pick), axis=0)[:, :, None] * weight[:, None]
             out = term if out is None else out + term
+        return out
+
+    def oriented(out: Array, leading: int) -> Array:
+        out = out.reshape(leading, *out_free, *weight_free)
+        if indexed_first:
+            return out
+        return jnp.transpose(out, (0, *range(1 + len(out_free), out.ndim),
+                                   *range(1, 1 + len(out_free))))
+
+    if _distinct_count(spread) > DENSE_FRACTION * c.directions:
+        by_direction = _pairs_by_direction(spread, c.directions)
+        if by_direction is None or max(map(len, by_direction)) >= contracted:
+            return jax.vmap(operate)(densify(c))
+        return oriented(summed_pairs(by_direction), c.directions)
+    groups, group_slots = _compatible_rows(spread)
+    if sum(map(len, groups)) <= MAX_UNROLLED_PAIRS:
+        out = summed_pairs(groups)
     else:
         selection = _selection(groups, c.entries * contracted)
         combined = (jnp.asarray(selection.reshape(len(groups), c.entries, contracted),
                                 c.dtype)[..., None] * rows[None, None])
         out = jnp.einsum("kac,mkcf->maf", values, combined, precision=params.get("precision"))
-    out = out.reshape(len(groups), *out_free, *weight_free)
-    if not indexed_first:
-        out = jnp.transpose(out, (0, *range(1 + len(out_free), out.ndim),
-                                  *range(1, 1 + len(out_free))))
-    return c.with_values(out, out_slots(group_slots.reshape(len(groups), *out_free)))
+    return c.with_values(oriented(out, len(groups)),
+                         out_slots(group_slots.reshape(len(groups), *out_free)))
+
+
+def _pairs_by_direction(spread: np.ndarray, directions: int) -> list[list[int]] | None:
+    """Per direction, the (entry, contracted position) pairs of :func:`dot_general` in it.
+
+    ``None`` unless each pair belongs to one direction at every output position. Then
+    the dense product is ``out[r] = Σ_{p ∈ pairs[r]} pair_p ⊗ weights_p``: for the
+    basis directions through a dense layer (``W @ x`` with ``x``'s coefficient ``e_r``),
+    ``W``'s columns placed in their directions' rows, not ``W`` times a one-hot matrix
+    (``R`` times the flops).
+
+    Example:
+      >>> _pairs_by_direction(np.array([[1], [0], [-1], [1]]), 3)
+      [[1], [0, 3], []]
+      >>> _pairs_by_direction(np.array([[0, 1]]), 2) is None   # two directions in a pair
+      True
+
+    """
+    first = spread[:, :1]
+    if not np.all((spread == first) | (np.all(spread < 0, axis=1, keepdims=True))):
+        return None
+    by_direction: list[list[int]] = [[] for _ in range(directions)]
+    for p in np.nonzero(first[:, 0] >= 0)[0]:
+        by_direction[int(first[p, 0])].append(int(p))
+    return by_direction
 
 
 def on_shared_slots(coefficients: Sequence[IndexedCoefficient]) -> list[IndexedCoefficient]:

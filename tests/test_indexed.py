@@ -144,6 +144,46 @@ def test_dot_general_with_a_constant_operand(indexed_first, constant_along):
     np.testing.assert_allclose(indexed.densify(out), want, atol=1e-12)
 
 
+@pytest.mark.parametrize("indexed_first", [True, False])
+@pytest.mark.parametrize("copies", [1, 2])
+def test_dot_general_into_a_dense_result_places_weights_by_direction(
+        indexed_first, copies, monkeypatch):
+    """A dense layer on the basis directions (``W @ x``, every output element depending
+    on all ``R`` of them) places the pairs' weights in their directions' rows instead of
+    multiplying the weights by a one-hot matrix: no densify, the same dense result. With
+    ``copies = 2`` every direction holds two pairs (``x`` concatenated with itself),
+    and some elements hold none (a constant entry)."""
+    directions, width = 6, 5
+    slots = np.concatenate([np.arange(directions)] * copies + [[-1]]).astype(np.int32)
+    values = jnp.asarray(np.where(slots >= 0, np.linspace(0.5, 2.0, slots.size), 0.0))
+    c = IndexedCoefficient(values[None], Slots(slots[None]), directions)
+    dense = indexed.densify(c)
+    weights = jnp.asarray(np.random.default_rng(13).normal(size=(slots.size, width)))
+    if indexed_first:
+        numbers, want = (((0,), (0,)), ((), ())), dense @ weights
+    else:
+        weights = weights.T
+        numbers, want = (((1,), (0,)), ((), ())), jnp.einsum("fc,rc->rf", weights, dense)
+    params = _params(lambda a, b: lax.dot_general(a, b, numbers), *(
+        (dense[0], weights) if indexed_first else (weights, dense[0])))
+    monkeypatch.setattr(indexed, "densify", lambda c: pytest.fail("densified"))
+    out = indexed.dot_general(c, weights, params, indexed_first)
+    assert not indexed.is_indexed(out)
+    np.testing.assert_allclose(out, want, atol=1e-12)
+
+
+def test_value_grad_laplacian_of_a_dense_first_layer():
+    """An MLP on all coordinates: the first layer's dense coefficient is ``W``'s columns."""
+    w1 = jax.random.normal(jax.random.key(1), (12, 16), jnp.float64) / 3
+    w2 = jax.random.normal(jax.random.key(2), (16,), jnp.float64)
+    f = lambda x: jnp.tanh(jnp.tanh(x @ w1) @ w1.T) @ w1 @ w2  # noqa: E731
+    x = jnp.linspace(-1.0, 1.0, 12)
+    value, grad, lap = jax.jit(stde.value_grad_laplacian(f))(x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-10)
+    np.testing.assert_allclose(lap, jnp.trace(jax.hessian(f)(x)), rtol=1e-10)
+
+
 def test_index_maps_and_concatenate():
     c, dense = _coefficient(11, (3, 4))
     moved = indexed.index_map(lax.transpose_p, c, _params(lambda a: a.T, dense[0]))
