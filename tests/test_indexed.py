@@ -176,12 +176,16 @@ def test_value_grad_laplacian_of_a_dense_first_layer():
     """An MLP on all coordinates: the first layer's dense coefficient is ``W``'s columns."""
     w1 = jax.random.normal(jax.random.key(1), (12, 16), jnp.float64) / 3
     w2 = jax.random.normal(jax.random.key(2), (16,), jnp.float64)
-    f = lambda x: jnp.tanh(jnp.tanh(x @ w1) @ w1.T) @ w1 @ w2  # noqa: E731
+    f = lambda w, x: jnp.tanh(jnp.tanh(x @ w) @ w.T) @ w @ w2  # noqa: E731
     x = jnp.linspace(-1.0, 1.0, 12)
-    value, grad, lap = jax.jit(stde.value_grad_laplacian(f))(x)
-    np.testing.assert_allclose(value, f(x), rtol=1e-12)
-    np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-10)
-    np.testing.assert_allclose(lap, jnp.trace(jax.hessian(f)(x)), rtol=1e-10)
+    value, grad, lap = jax.jit(stde.value_grad_laplacian(f, argnums=1))(w1, x)
+    np.testing.assert_allclose(value, f(w1, x), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(f, 1)(w1, x), rtol=1e-10)
+    hessian_trace = lambda w: jnp.trace(jax.hessian(f, 1)(w, x))  # noqa: E731
+    np.testing.assert_allclose(lap, hessian_trace(w1), rtol=1e-10)
+    grad_of_lap = jax.grad(lambda w: stde.value_grad_laplacian(f, argnums=1)(w, x)[2])
+    np.testing.assert_allclose(jax.jit(grad_of_lap)(w1), jax.grad(hessian_trace)(w1),
+                               rtol=1e-9)
 
 
 def test_index_maps_and_concatenate():
