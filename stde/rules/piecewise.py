@@ -126,6 +126,7 @@ register(lax.sign_p, sign_rule, sparse=True)
 for _primitive in (
     lax.floor_p, lax.ceil_p, lax.round_p, lax.is_finite_p, lax.stop_gradient_p,
     lax.eq_p, lax.ne_p, lax.lt_p, lax.le_p, lax.gt_p, lax.ge_p, lax.argmax_p, lax.argmin_p,
+    lax.eq_to_p, lax.le_to_p, lax.lt_to_p,  # total-order comparisons (jnp.searchsorted)
     lax.and_p, lax.or_p, lax.not_p, lax.xor_p, lax.nextafter_p, lax.iota_p,
     lax.bitcast_convert_type_p, lax.population_count_p, lax.reduce_and_p, lax.reduce_or_p,
     lax.shift_left_p, lax.shift_right_arithmetic_p, lax.shift_right_logical_p,

@@ -1,4 +1,5 @@
-"""Selections with jets in every operand: clamp's bounds, against nested jacfwd."""
+"""Selections with jets in every operand (clamp's bounds) against nested jacfwd, and
+locally constant primitives."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,7 @@ import numpy as np
 from jax import lax
 
 import stde
+from stde.rules import registry
 from tests.oracle import check_collapsed_against
 
 # Every branch of clamp(lo, x, hi), including lower bounds above upper ones (columns 3-5),
@@ -36,3 +38,13 @@ def test_clamp_with_scalar_bounds(x64):
     f = lambda x: lax.clamp(-0.5, jnp.sin(x), 0.5) * x  # noqa: E731
     branches = lambda x: jnp.clip(jnp.sin(x), -0.5, 0.5) * x  # noqa: E731
     check_collapsed_against(f, branches, (jnp.asarray(X),), 2, 3, jax.random.PRNGKey(1))
+
+
+def test_total_order_comparisons_are_constants(x64):
+    """``eq_to``, ``le_to``, ``lt_to`` (``jnp.interp``'s search on jax 0.10) have rules:
+    their boolean results carry no coefficients, without the fallback's warning."""
+    assert all(registry.lookup(p) for p in (lax.eq_to_p, lax.le_to_p, lax.lt_to_p))
+    f = lambda x: jnp.sum(jnp.interp(x, jnp.linspace(0.0, 1.0, 7), jnp.sin(jnp.arange(7.0)))
+                          * x ** 2)  # noqa: E731
+    x = jnp.array([0.15, 0.5, 0.8])
+    np.testing.assert_allclose(stde.laplacian(f)(x), jnp.trace(jax.hessian(f)(x)), rtol=1e-10)
