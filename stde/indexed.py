@@ -545,13 +545,13 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
     rows = jnp.transpose(weights, (*theirs, *their_free)).reshape(contracted, -1).astype(c.dtype)
     values = jnp.transpose(c.values, (0, *(1 + d for d in free), *(1 + d for d in mine)))
     values = values.reshape(c.entries, positions, contracted)
-    pairs = jnp.transpose(values, (0, 2, 1)).reshape(c.entries * contracted, positions)
 
     def summed_pairs(groups: Sequence[Sequence[int]]) -> Array:
         """``out[m] = Σ_{p ∈ groups[m]} pairs[p] ⊗ rows[p mod contracted]``.
 
         One layer of gathers per group member: elementwise work that XLA fuses.
         """
+        pairs = jnp.transpose(values, (0, 2, 1)).reshape(c.entries * contracted, positions)
         out = None
         for layer in range(max(map(len, groups))):
             has = np.array([layer < len(g) for g in groups])

@@ -96,14 +96,13 @@ DEFAULT = {
 }
 # JAX 0.12's exactly rounded π- and 2-based functions (absent on older JAX).
 SINCE_JAX_0_12 = {
-    "sinpi": ("sinpi", ANY, [(4, 2)]), "cospi": ("cospi", ANY, [(3, 3)]),
-    "tanpi": ("tanpi", (0.1, -0.3, 0.2), [(5, 1)]), "asinpi": ("asinpi", UNIT, [(3, 2)]),
-    "acospi": ("acospi", UNIT, [(2, 4)]), "atanpi": ("atanpi", ANY, [(6, 1)]),
-    "exp2m1": ("exp2m1", ANY, [(3, 2)]), "log2p1": ("log2p1", SHIFTED, [(4, 1)]),
+    "sinpi": (ANY, [(4, 2)]), "cospi": (ANY, [(3, 3)]), "tanpi": ((0.1, -0.3, 0.2), [(5, 1)]),
+    "asinpi": (UNIT, [(3, 2)]), "acospi": (UNIT, [(2, 4)]), "atanpi": (ANY, [(6, 1)]),
+    "exp2m1": (ANY, [(3, 2)]), "log2p1": (SHIFTED, [(4, 1)]),
 }
 if hasattr(lax, "sinpi"):
-    for _name, (_function, _x, _grid) in SINCE_JAX_0_12.items():
-        UNARY[_name] = (getattr(lax, _function), _x)
+    for _name, (_x, _grid) in SINCE_JAX_0_12.items():
+        UNARY[_name] = (getattr(lax, _name), _x)
         DEFAULT[_name] = _grid
     BINARY["atan2pi"] = (lax.atan2pi, ANY, POSITIVE)
     DEFAULT["atan2pi"] = [(3, 2)]
