@@ -2,9 +2,12 @@
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 import jax
 import pytest
+
+from stde.rules import fallback
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,6 +39,21 @@ def strict_modes() -> Iterator[None]:
     """
     with jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"), \
             jax.enable_checks(True):
+        yield
+
+
+@contextlib.contextmanager
+def forbid_fallback() -> Iterator[None]:
+    """Fails the test where any primitive goes through the nested-JVP fallback.
+
+    The fallback warns once per primitive per process, so turning warnings into errors
+    misses a primitive that an earlier test in the same worker already sent there; this
+    replaces the warning itself with an ``AssertionError`` naming the primitive.
+    """
+    def fail(name: str) -> None:
+        raise AssertionError(f"the nested-JVP fallback ran for '{name}'")
+
+    with mock.patch.object(fallback, "_warn_once", fail):
         yield
 
 

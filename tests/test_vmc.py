@@ -1,12 +1,11 @@
 """The VMC benchmark's wavefunction: stde agrees with jax.hessian, without any fallback."""
 
-import warnings
-
 import jax
 import numpy as np
 import pytest
 
 from benchmarks.suites import vmc
+from tests.conftest import forbid_fallback
 
 
 def _setup(electrons):
@@ -17,8 +16,7 @@ def _setup(electrons):
 
 def test_kinetic_energy_agrees_without_fallback(x64):
     params, walkers = _setup(4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")       # the nested-JVP fallback warns: fail on it
+    with forbid_fallback():
         ours = jax.jit(vmc.walkers_kinetic(vmc.stde_kinetic))(params, walkers)
     want = jax.jit(vmc.walkers_kinetic(vmc.nested_kinetic))(params, walkers)
     np.testing.assert_allclose(ours, want, rtol=1e-9)
@@ -33,8 +31,7 @@ def test_sparse_directions_agree_with_dense_without_fallback(x64):
         return -0.5 * (lap + (grad ** 2).sum())
 
     params, walkers = _setup(4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with forbid_fallback():
         ours = jax.jit(vmc.walkers_kinetic(sparse_kinetic))(params, walkers)
     want = jax.jit(vmc.walkers_kinetic(vmc.nested_kinetic))(params, walkers)
     np.testing.assert_allclose(ours, want, rtol=1e-9)
@@ -44,8 +41,7 @@ def test_sparse_directions_agree_with_dense_without_fallback(x64):
 @pytest.mark.parametrize("electrons", [4, 6])
 def test_parameter_gradient_agrees_without_fallback(x64, electrons):
     params, walkers = _setup(electrons)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with forbid_fallback():
         energy, grads = jax.jit(vmc.energy_gradient(vmc.stde_kinetic))(params, walkers)
     want_energy, want_grads = jax.jit(vmc.energy_gradient(vmc.nested_kinetic))(params, walkers)
     np.testing.assert_allclose(energy, want_energy, rtol=1e-9)

@@ -1,7 +1,5 @@
 """Primitives new in JAX 0.11+ (polynomial, one_minus_square, log2) against the oracle."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 from jax import lax
 
 from tests import oracle
+from tests.conftest import forbid_fallback
 
 KEY = jax.random.PRNGKey(5)
 X = np.array([0.3, -0.7, 0.45], np.float64)
@@ -20,8 +19,7 @@ def _needs(name):
 
 
 def _check_without_fallback(f, order, count):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the nested-JVP fallback would warn
+    with forbid_fallback():
         oracle.check_collapsed(f, [X], order, count, KEY)
 
 

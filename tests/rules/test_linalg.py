@@ -6,7 +6,6 @@ imaginary parts as two real primals so the oracle differentiates along a real ``
 """
 
 import itertools
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from jax.scipy.linalg import solve_triangular
 
 import stde
 from stde.rules import linalg
+from tests.conftest import forbid_fallback
 from tests.oracle import check_collapsed
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -123,8 +123,7 @@ GRID = [(k, r) for k in range(1, 5) for r in range(1, 6)]
 
 def _check(name: str, order: int, count: int) -> None:
     f, make = CASES[name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")   # a fallback warning fails the test
+    with forbid_fallback():
         check_collapsed(f, make(), order, count, jax.random.PRNGKey(order + 10 * count),
                         rtol=1e-7, atol=1e-8)
 
