@@ -18,6 +18,8 @@ from jax import lax
 from jax.experimental import jet as jax_jet
 
 import stde
+from stde.rules import fallback
+from tests.conftest import forbid_fallback
 from tests.oracle import check_collapsed
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -28,6 +30,7 @@ UNIT = (0.3, -0.6, 0.1)       # asin, acos, atanh, erf_inv
 SHIFTED = (-0.4, 0.3, 1.7)    # log1p
 ABOVE_ONE = (1.4, 2.0, 3.1)   # acosh
 SIGNED = (0.7, -1.3, 2.2)     # cbrt on both signs
+OPEN_UNIT = (0.2, 0.55, 0.9)  # betainc
 
 UNARY = {
     "exp": (jnp.exp, ANY),
@@ -61,6 +64,12 @@ UNARY = {
     "pow_int_exponent_at_zero": (lambda x: jnp.power(x, 3), (0.0, -1.3, 2.2)),
     "pow_constant_array_exponent": (lambda x: x ** jnp.array([0.5, 2.0, -1.0]), POSITIVE),
     "pow_constant_base": (lambda x: lax.pow(2.0, x), ANY),
+    # distribution functions in x, their shape parameters constant
+    "igamma": (lambda x: jax.scipy.special.gammainc(2.5, x), POSITIVE),
+    "igammac": (lambda x: jax.scipy.special.gammaincc(jnp.asarray([0.6, 2.5, 4.0], x.dtype), x),
+                POSITIVE),
+    "betainc": (lambda x: jax.scipy.special.betainc(2.0, jnp.asarray([0.7, 3.5, 2.0], x.dtype),
+                                                    x), OPEN_UNIT),
 }
 
 BINARY = {
@@ -93,6 +102,9 @@ DEFAULT = {
     "atan2_literal_a": [(3, 1)], "atan2_literal_b": [(2, 2)],
     "atan2": [(3, 2)], "atan2_negative_b": [(2, 2)], "pow": [(3, 2)],
     "atan2_size1": [(2, 2)], "pow_size1": [(2, 2)],
+    # igammac is igamma's rule with the opposite sign: in the default run only through
+    # test_distribution_functions_have_rules_not_the_fallback (K = 2, R = 3).
+    "igamma": [(5, 1)], "igammac": [], "betainc": [(3, 2)],
 }
 # JAX 0.12's exactly rounded π- and 2-based functions (absent on older JAX).
 SINCE_JAX_0_12 = {
@@ -324,3 +336,43 @@ def test_pi_and_two_based_functions_have_rules_and_exact_primals():
             f = lambda z: jnp.sum(function(0.3 * z) ** 2)  # noqa: E731, B023
         np.testing.assert_allclose(stde.laplacian(f)(x), jnp.trace(jax.hessian(f)(x)),
                                    rtol=1e-10, err_msg=name)
+
+
+def test_distribution_functions_have_rules_not_the_fallback():
+    """gammainc, gammaincc, betainc and the distribution functions built on them
+    (jax.scipy.stats' chi2.cdf, gamma.cdf's igamma with a computed a, and beta.sf) run
+    through their own rules, never the nested-JVP fallback, and give jax.hessian's
+    Laplacian (stde.laplacian's sparse directions, densified for these rules)."""
+    special, stats = jax.scipy.special, jax.scipy.stats
+
+    def f(x):
+        return jnp.sum(special.gammainc(2.5, x) * special.gammaincc(0.7, x)
+                       + special.betainc(2.0, 3.5, x / 4)
+                       + stats.chi2.cdf(x ** 2, 3.0) * stats.beta.sf(x / 4, 0.8, 2.0))
+
+    with forbid_fallback():
+        got, want = jax.jit(lambda x: (stde.laplacian(f)(x), jnp.trace(jax.hessian(f)(x))))(
+            jnp.array(POSITIVE))
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_moving_shape_parameter_is_left_to_the_fallback(monkeypatch):
+    """With a moving a (or b) the rules defer to the nested-JVP fallback, so stde does what
+    JAX does: igamma's first derivative in a, and JAX's errors beyond."""
+    fell_back = []
+    monkeypatch.setattr(fallback, "_warn_once", fell_back.append)
+    gammainc, betainc = jax.scipy.special.gammainc, jax.scipy.special.betainc
+    a = jnp.array(POSITIVE)
+    ones, zeros = jnp.ones(3), jnp.zeros(3)
+
+    def g(a):
+        return gammainc(a, 2.0 * a)
+
+    got, want = jax.jit(lambda a: (stde.jet(g, (a,), ((ones,),))[1][0],
+                                   jax.jvp(g, (a,), (ones,))[1]))(a)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(NotImplementedError, match="igamma_grad_a"):
+        jax.jit(lambda a: stde.jet(lambda a: gammainc(a, 2.0), (a,), ((ones, zeros),)))(a)
+    with pytest.raises(ValueError, match="Betainc gradient"):
+        jax.jit(lambda b: stde.jet(lambda b: betainc(2.0, b, 0.3), (b,), ((ones,),)))(a)
+    assert set(fell_back) == {"igamma", "regularized_incomplete_beta"}
