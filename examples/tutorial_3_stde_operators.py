@@ -37,12 +37,12 @@ for name, op in (("laplacian", ops.laplacian()),
                  ("∂0²∂1 - 2 ∂2", ops.partial(0, 0, 1) - 2.0 * ops.partial(2)),
                  ("weighted (σ = diag(1..d)/d)",
                   ops.weighted_laplacian(jnp.diag(jnp.arange(1.0, d + 1) / d)))):
-    print(f"{name:28s}: {float(stde.operator(f, op)(x)):+.6f}")
-hessian = jax.hessian(f)(x)
+    print(f"{name:28s}: {float(jax.jit(stde.operator(f, op))(x)):+.6f}")
+hessian = jax.jit(jax.hessian(f))(x)
 print(f"{'laplacian via jax.hessian':28s}: {float(jnp.trace(hessian)):+.6f}")
 
 section("2. Stochastic estimates of the Laplacian are unbiased")
-exact = float(stde.operator(f, ops.laplacian())(x))
+exact = float(jax.jit(stde.operator(f, ops.laplacian()))(x))
 samples = 2 if tiny() else 8
 for method in ("sparse", "dense"):
     estimator = jax.jit(jax.vmap(stde.stochastic_operator(f, ops.laplacian(), samples,
@@ -53,5 +53,5 @@ for method in ("sparse", "dense"):
           f"{std / math.sqrt(trials):.4f} (exact {exact:+.4f}), per-sample std {std:.3f}")
 
 section("3. With n_samples ≥ d the sparse estimate is exact")
-full = stde.stochastic_operator(f, ops.laplacian(), d, method="sparse")(x, keys[2])
+full = jax.jit(stde.stochastic_operator(f, ops.laplacian(), d, method="sparse"))(x, keys[2])
 print(f"sparse, S = d = {d}: {float(full):+.6f}  (exact {exact:+.6f})")

@@ -60,12 +60,13 @@ x = jax.random.normal(keys[3], (3 * electrons,))
 section("1. Value, gradient and Laplacian in one pass")
 with warnings.catch_warnings(record=True) as caught:   # a primitive without a Taylor rule
     warnings.simplefilter("always")                    # would warn here (nested-JVP fallback)
-    value, grad, laplacian = stde.value_grad_laplacian(log_psi, argnums=1)(params, x)
+    value, grad, laplacian = jax.jit(stde.value_grad_laplacian(log_psi, argnums=1))(params, x)
 print(f"log|ψ|       : {float(value):+.6f}")
 print(f"|∇ log|ψ||   : {float(jnp.linalg.norm(grad)):.6f}  "
-      f"(jax.grad: {float(jnp.linalg.norm(jax.grad(log_psi, 1)(params, x))):.6f})")
+      f"(jax.grad: {float(jnp.linalg.norm(jax.jit(jax.grad(log_psi, 1))(params, x))):.6f})")
+hessian_trace = jax.jit(lambda params, x: jnp.trace(jax.hessian(log_psi, 1)(params, x)))
 print(f"Δ log|ψ|     : {float(laplacian):+.6f}  "
-      f"(trace of jax.hessian: {float(jnp.trace(jax.hessian(log_psi, 1)(params, x))):+.6f})")
+      f"(trace of jax.hessian: {float(hessian_trace(params, x)):+.6f})")
 
 section("2. Walkers: vmap, and the gradient of the mean local energy")
 walkers = jax.random.normal(keys[4], (8 if tiny() else 64, 3 * electrons))

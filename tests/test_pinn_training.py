@@ -41,15 +41,18 @@ def fixed_batch_losses(name, method, steps=25, d=3):
     return [float(v) for v in run(params)]
 
 
-# Equations whose residuals cost many jets (7- to 9-jets) or a quadrature: their jet
-# recipes and forcing terms are checked in test_pinn_equations.py by default; training
-# them runs with -m slow (kdv stays in the default run for the high-order path).
-SLOW_TO_TRAIN = {"kdv_2d", "kp", "poisson_gpinn", "allen_cahn_gpinn", "sine_gordon_gpinn",
-                 "hjb_lqg"}
+# The default run trains one equation per way of building a residual: the elliptic
+# two-body family (allen_cahn), the terminal-value family (allen_cahn_time), heat, ridge,
+# wave, Fokker-Planck, HJB-Lin, Black-Scholes-Barenblatt and kdv (the high-order path).
+# The others share one of these builders (their jet recipes and forcing terms are checked
+# in test_pinn_equations.py by default), or cost many jets or a quadrature; they train
+# with -m slow.
+TRAINED_BY_DEFAULT = {"allen_cahn", "allen_cahn_time", "heat", "ridge", "wave",
+                      "fokker_planck", "hjb_lin", "bsb", "kdv"}
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TO_TRAIN else name
+    name if name in TRAINED_BY_DEFAULT else pytest.param(name, marks=pytest.mark.slow)
     for name in sorted(pe.EQUATIONS)])
 def test_short_training_decreases_the_loss(name):
     before, after = fixed_batch_losses(name, "sparse")
