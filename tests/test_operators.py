@@ -257,15 +257,15 @@ def test_a_new_term_class_is_a_new_operator(x64):
     params, apply = tanh_net(21, 5)
     f = lambda x: apply(params, x)  # noqa: E731
     x = point(21, 5)
-    hessian = jax.hessian(f)(x)
+    hessian = jax.jit(jax.hessian(f))(x)
     op = ops.Operator([(NeighbourPairs(), 1.5)]) - ops.laplacian()
     assert repr(op) == "1.5 * neighbour_pairs() - laplacian()"
     want = 1.5 * neighbour_pairs(hessian) - jnp.trace(hessian)
     for method in ("auto", "interpolation", "slots"):
-        np.testing.assert_allclose(stde.operator(f, op, partial_method=method)(x), want,
-                                   rtol=RTOL)
+        np.testing.assert_allclose(jax.jit(stde.operator(f, op, partial_method=method))(x),
+                                   want, rtol=RTOL)
     exact = stde.stochastic_operator(f, op, 9, method="sparse")  # 4 + 5 members: exact
-    np.testing.assert_allclose(exact(x, jax.random.key(0)), want, rtol=RTOL)
+    np.testing.assert_allclose(jax.jit(exact)(x, jax.random.key(0)), want, rtol=RTOL)
 
 
 # ----------------------------------------------------------------------------- shapes / args

@@ -35,8 +35,10 @@ def fixed_batch_losses(name, method, steps=25, d=3):
             updates, state = optimizer.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), value
 
-        (params, _), values = jax.lax.scan(body, (params, optimizer.init(params)), None, steps)
-        return values[0], loss(params, points, keys)
+        # steps + 1 evaluations: the last is the loss after `steps` updates (one program
+        # to compile, not a second one for the final loss).
+        _, values = jax.lax.scan(body, (params, optimizer.init(params)), None, steps + 1)
+        return values[0], values[-1]
 
     return [float(v) for v in run(params)]
 
