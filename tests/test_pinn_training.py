@@ -87,8 +87,10 @@ def test_shared_key_loss_is_the_per_point_loss_with_one_key_repeated():
     params = harness.init_mlp(jax.random.PRNGKey(0), [4, 8, 1])
     points = equation.sample(jax.random.PRNGKey(1), 8)
     key = jax.random.PRNGKey(2)
-    shared = harness.make_loss(equation, estimate, key_per_point=False)(params, points, key)
-    repeated = harness.make_loss(equation, estimate)(params, points, np.stack([key] * 8))
+    shared = jax.jit(harness.make_loss(equation, estimate, key_per_point=False))(
+        params, points, key)
+    repeated = jax.jit(harness.make_loss(equation, estimate))(params, points,
+                                                              np.stack([key] * 8))
     np.testing.assert_allclose(shared, repeated, rtol=1e-6)
 
 

@@ -97,8 +97,8 @@ def test_per_row_layer_operators_under_strict_modes(strict):
     w = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5)))
     f = lambda x: jnp.sum(jnp.tanh(x.reshape(3, 2) @ w + 0.5) ** 2)  # noqa: E731
     x = jnp.array([0.3, -0.2, 0.5, 0.1, -0.7, 0.9])
-    want = jnp.trace(jax.hessian(f)(x))
-    np.testing.assert_allclose(stde.laplacian(f)(x), want, rtol=1e-10)
-    _, grad, laplacian = stde.value_grad_laplacian(f)(x)
+    want = jnp.trace(jax.jit(jax.hessian(f))(x))
+    np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), want, rtol=1e-10)
+    _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)
     np.testing.assert_allclose(laplacian, want, rtol=1e-10)
-    np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.jit(jax.grad(f))(x), rtol=1e-12)
