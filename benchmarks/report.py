@@ -200,13 +200,15 @@ def training_markdown(name: str, suite: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", "", suite["description"], "",
              f"Idle JAX process (imports, one jit): {_fmt(suite.get('idle_rss_mib'))} MiB peak "
              "RSS.", "",
-             "| equation | d | method | \\|J\\| | steps | it/s | peak RSS MiB | device peak MiB "
-             "| rel. L2 | trivial | best \\|x\\|²,t | paper it/s | paper MB | paper L2 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| equation | d | method | \\|J\\| | steps | points ÷ d | it/s | peak RSS MiB "
+             "| device peak MiB | rel. L2 | trivial | best \\|x\\|²,t | paper it/s | paper MB "
+             "| paper L2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in suite["rows"]:
-        head = f"| {r['equation']} | {r['dim']} | {r['method']} | {r['n_samples']} | {r['steps']} |"
+        head = (f"| {r['equation']} | {r['dim']} | {r['method']} | {r['n_samples']} | "
+                f"{r['steps']} | {_fmt_points(r.get('points_per_dim'))} |")
         if "error" in r:
-            lines.append(f"{head} error: {r['error'][:80]} | | | | | | | | |")
+            lines.append(f"{head} error: {r['error'][:80]} | | | | | | | | | |")
             continue
         paper = r.get("paper") or {}
         hardware = f" ({paper['hardware']})" if paper else ""
@@ -242,6 +244,13 @@ def training_markdown(name: str, suite: dict[str, Any]) -> list[str]:
         lines += ["Skipped (in the plan, not trainable in this checkout): "
                   + "; ".join(suite["skipped"]) + ".", ""]
     return lines
+
+
+def _fmt_points(x: Any) -> str:
+    """A count ratio such as points ÷ d: whole numbers from 1 up, two digits below."""
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if x >= 1 else f"{x:.2g}"
 
 
 def _fmt_load(load: Any) -> str:
@@ -300,7 +309,8 @@ def _plot_training(ax: Any, name: str, suite: dict[str, Any]) -> None:
     ax.set_xlabel("d")
     ax.set_ylabel("relative L2 error (–/-- best |x|²,t; x/·· trivial)")
     ax.set_title(name, fontsize=10)
-    ax.legend(fontsize=6)
+    if rows:
+        ax.legend(fontsize=6)
 
 
 def write(result: dict[str, Any], directory: Path, stem: str, figure: bool = True) -> list[Path]:

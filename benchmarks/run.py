@@ -27,8 +27,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: bool = False,
-        command: str = "", compiler_options: dict[str, str] | None = None) -> dict[str, Any]:
+        command: str = "", compiler_options: dict[str, str] | None = None,
+        time_budget_s: float | None = None) -> dict[str, Any]:
     """Runs ``suites`` at ``size`` (a name from ``SIZES`` or a :class:`Size`).
+
+    ``time_budget_s`` bounds the training suite (``Size.time_budget_s``).
 
     ``compiler_options`` (XLA options such as ``xla_cpu_experimental_ynn_fusion_type``)
     apply to every compilation of the run, every method alike.
@@ -41,6 +44,8 @@ def run(suites: list[str], size: str | Size, repeats: int | None = None, quiet: 
     size_name = size.name
     if repeats is not None:
         size = dataclasses.replace(size, repeats=repeats)
+    if time_budget_s is not None:
+        size = dataclasses.replace(size, time_budget_s=time_budget_s)
     log = (lambda _: None) if quiet else (lambda s: print(s, flush=True))
     result: dict[str, Any] = {"size": size_name, "command": command, "machine": machine_info(),
                               "config": size.__dict__, "suites": {},
@@ -82,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="XLA option for every compilation (repeatable), e.g. "
                              "xla_cpu_experimental_ynn_fusion_type= (empty value)")
     parser.add_argument("--tag", default="", help="suffix of the output files' names")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="stde_paper: train at most this long in all; a run that would "
+                             "overrun it is stopped, later ones skipped, the rest reported")
     args = parser.parse_args(argv)
     workarounds = common.runtime_workarounds()
     jax.config.update("jax_platforms", jax.config.jax_platforms or "cpu")
@@ -95,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if not equals or not key:
             parser.error(f"--compiler-option needs KEY=VALUE, got {option!r}")
         options[key] = value
-    result = run(names, size, args.repeats, command=command.strip(), compiler_options=options)
+    result = run(names, size, args.repeats, command=command.strip(), compiler_options=options,
+                 time_budget_s=args.time_budget)
     result["machine_note"] = args.note
     result["workarounds"] = workarounds
     stem = "-".join(filter(None, [args.suite, size, args.tag]))

@@ -15,6 +15,7 @@ import train_pinn as tp  # examples/ is on the path (pyproject.toml: pythonpath)
 import stde.pinn.equations as pe
 from benchmarks import report
 from benchmarks.run import run
+from benchmarks.suites import SIZES
 from benchmarks.suites import stde_paper as sp
 from stde.pinn.equations import make_equation
 
@@ -30,11 +31,31 @@ def test_tiny_run_trains_both_methods_and_reports_them_beside_the_paper(tmp_path
         assert row["iterations_per_second"] > 0 and row["peak_rss_mib"] > 0
         assert math.isfinite(row["relative_l2_error"])
         assert 0 < row["radial_time_error"] < 1.5 * row["trivial_predictor_error"]
+        assert row["points_per_dim"] == row["steps"] * sp.PAPER_NETWORK["batch"] / row["dim"]
     [comparison] = suite["comparisons"]
     assert comparison["speed_up"] > 0 and comparison["memory_ratio"] > 0
     text = report.write(result, tmp_path, "stde-paper-tiny")[1].read_text()
-    assert "| allen_cahn | 10 | sparse | 4 | 3 |" in text
+    assert "| allen_cahn | 10 | sparse | 4 | 3 | 30 |" in text
     assert "paper it/s" in text and "speed-up" in text and "Time: median" not in text
+
+
+def test_a_run_past_its_limit_is_stopped_and_a_failing_run_reports_its_error():
+    with pytest.raises(sp.RunFailed, match="over its 0.5 s limit"):
+        sp.in_fresh_process(sp.Run("allen_cahn", 10, "sparse", 4, 100_000), limit_s=0.5)
+    with pytest.raises(sp.RunFailed, match="ValueError: unknown method 'no_such_method'"):
+        sp.in_fresh_process(sp.Run("allen_cahn", 10, "no_such_method", 4, 3))
+
+
+def test_a_spent_time_budget_skips_the_remaining_runs_and_still_reports(tmp_path):
+    size = dataclasses.replace(SIZES["tiny"], time_budget_s=1e-3)
+    result = run(["stde_paper"], size, quiet=True, command="test")
+    suite = result["suites"]["stde_paper"]
+    # the first run starts with the budget's last millisecond and is stopped; the rest wait
+    assert all(row["error"].startswith("stopped: over its") for row in suite["rows"])
+    assert len(suite["rows"]) <= 1
+    assert len(suite["rows"]) + len(suite["skipped"]) == len(sp.PLANS["tiny"])
+    assert all("over the 0 s time budget" in note for note in suite["skipped"])
+    assert "time budget" in report.write(result, tmp_path, "budget")[1].read_text()
 
 
 def _with_exact(name, dim, exact):
@@ -98,6 +119,10 @@ def test_plans_use_the_trainers_options_and_cover_the_papers_figures():
         assert all(r.n_samples <= r.dim for r in plan if r.method == "sdgd")
     gpu = {(r.equation, r.dim, r.method, r.n_samples) for r in sp.PLANS["gpu"]}
     assert set(sp.PAPER_FIGURES) <= gpu
+    # ridge's dense directions take about d points to learn: some run must see more
+    for size in ("small", "paper", "gpu"):
+        assert any(r.equation == "ridge" and r.steps * sp.PAPER_NETWORK["batch"] >= 3 * r.dim
+                   and r.dim >= 10_000 for r in sp.PLANS[size]), size
     with pytest.raises(ValueError, match="unknown schedule"):
         tp.check_config(tp.Config(schedule="step"))
 

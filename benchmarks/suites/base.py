@@ -38,6 +38,9 @@ class Size:
         walkers and ``vmc_width`` the wavefunction's feature width.
       scale_dims: the ``D`` of the ``scale`` suite (which uses the PINN's network, batch
         and samples).
+      time_budget_s: seconds the ``stde_paper`` suite may train in all (``None``: no
+        limit); a run that would overrun it is stopped, later runs are skipped, and the
+        rows trained so far are still reported.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Size:
     vmc_walkers: int = 64
     vmc_width: int = 32
     scale_dims: tuple[int, ...] = (100, 1000, 10_000, 100_000, 1_000_000)
+    time_budget_s: float | None = None
 
 
 SIZES = {

@@ -26,8 +26,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import sys
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,7 @@ PLANS: dict[str, tuple[Run, ...]] = {
         (("kdv",), (1,), "sparse", (16,), 200),
         (("kdv_2d", "kp"), (2,), "sparse", (16,), 200),
         (RIDGE, (1000,), "sparse", (16,), 200),
+        (RIDGE, (10_000,), "sparse", (16,), 1000),
         (("allen_cahn",), (100_000,), "sparse", (16,), 10),
         (("allen_cahn",), (100_000,), "sdgd", (16,), 3),
     ]),
@@ -126,19 +127,22 @@ PLANS: dict[str, tuple[Run, ...]] = {
         (TIME_DEPENDENT + GRADIENT_ENHANCED, (100, 1000, 10_000), "sparse", (16,), 1000),
         (("kdv",), (1,), "sparse", (16,), 2000),
         (("kdv_2d", "kp"), (2,), "sparse", (16,), 2000),
-        (RIDGE + ("heat_averaged",), (100_000,), "sparse", (16,), 200),
+        (("heat_averaged",), (100_000,), "sparse", (16,), 200),
+        (RIDGE, (100_000,), "sparse", (16,), 3000),
     ]),
     "gpu": _plan([
         (("allen_cahn",), (100_000,), "sparse", (16,), 10_000),
         (("allen_cahn",), (1_000_000,), "sparse", (16,), 2000),
         (("allen_cahn",), (100_000,), "sdgd", (16,), 30),
+        (RIDGE, (100_000,), "sparse", (16,), 3000),
         (RIDGE, (1_000_000,), "sparse", (16,), 1000),
     ]),
 }
 """Runs per size. A dimension the equation rejects (e.g. ``kdv`` outside ``d = 1``) is
-skipped like an unregistered name. ``small`` (35 runs) took 18 minutes on the project's
-shared 2-core CPU while two other jobs ran; ``paper`` takes hours there; ``gpu`` is
-:file:`benchmarks/gpu.sh`'s (one GPU)."""
+skipped like an unregistered name. ``small`` (36 runs) took 15 minutes on the project's
+shared 2-core CPU while another training ran; ``paper`` takes hours there; ``gpu`` is
+:file:`benchmarks/gpu.sh`'s (one GPU). ``ridge`` needs about ``d`` residual points before
+it learns (``stde.pinn.equations.ridge``), so each plan has a run with several ``d``."""
 
 TEST_SET_FLOATS = 2 ** 25
 """Held-out points of a run hold at most this many input floats (128 MiB in float32)."""
@@ -211,12 +215,50 @@ def _train_in_process(run: Run | None, platforms: str) -> dict[str, Any]:
             "device_peak_mib": _device_peak_mib(), "n_test": summary["config"]["n_test"]}
 
 
-def in_fresh_process(run: Run | None) -> dict[str, Any]:
-    """:func:`_train_in_process` in a new (spawned) process on this process's platforms."""
+class RunFailed(RuntimeError):
+    """A run's process raised, died or overran its limit; the message says which."""
+
+
+def _send_outcome(sender: Any, run: Run | None, platforms: str) -> None:
+    """In the fresh process: :func:`_train_in_process`'s result or error, through ``sender``."""
+    try:
+        sender.send(("ok", _train_in_process(run, platforms)))
+    except Exception as e:  # reported as the run's row, not as a traceback
+        sender.send(("error", f"{type(e).__name__}: {e}".splitlines()[0][:300]))
+
+
+def in_fresh_process(run: Run | None, limit_s: float | None = None) -> dict[str, Any]:
+    """:func:`_train_in_process` in a new (spawned) process on this process's platforms.
+
+    Args:
+      run: the run to train (``None``: an idle JAX process, for its memory).
+      limit_s: seconds to wait for it (``None``: no limit); past them the process is
+        terminated.
+
+    Raises:
+      RunFailed: the run raised (its error's type and first line), its process died, or
+        it overran ``limit_s``.
+    """
     platforms = jax.config.jax_platforms or ""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_train_in_process, run, platforms).result()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_send_outcome, args=(sender, run, platforms))
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(limit_s):
+            process.terminate()
+            raise RunFailed(f"stopped: over its {limit_s:.3g} s limit")
+        status, outcome = receiver.recv()
+    except EOFError:
+        process.join()
+        raise RunFailed(f"its process died (exit code {process.exitcode})") from None
+    finally:
+        process.join()
+        receiver.close()
+    if status != "ok":
+        raise RunFailed(outcome)
+    return outcome
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,15 +325,25 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
     log(f"  idle JAX process: {idle:.0f} MiB peak RSS")
     baselines: dict[tuple[str, int], float] = {}
     rows = []
-    for run in runs:
+    deadline = None if size.time_budget_s is None else time.monotonic() + size.time_budget_s
+    for index, run in enumerate(runs):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            skipped += [f"{r.equation} d={r.dim} {r.method} |J|={r.n_samples}: over the "
+                        f"{size.time_budget_s:.0f} s time budget" for r in runs[index:]]
+            log(f"  time budget spent: skipping the last {len(runs) - index} runs")
+            break
         row: dict[str, Any] = dataclasses.asdict(run)
+        row["points_per_dim"] = run.steps * PAPER_NETWORK["batch"] / run.dim
         try:
-            row.update(in_fresh_process(run))
+            row.update(in_fresh_process(run, left))
             key = (run.equation, run.dim)
             if key not in baselines:
                 baselines[key] = sampled_radial_baseline_error(
                     make_equation(run.equation, run.dim), jax.random.PRNGKey(7))
             row["radial_time_error"] = baselines[key]
+        except RunFailed as e:
+            row["error"] = str(e)
         except Exception as e:  # a run failing must not stop the others
             row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         paper = PAPER_FIGURES.get((run.equation, run.dim, run.method, run.n_samples))
@@ -323,6 +375,10 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
             "initial or terminal condition); best |x|²,t: least squares of u* on Legendre "
             "polynomials of |x|² (and t) scaled to [-1, 1], total degree ≤ 10, fitted and "
             "scored on the same 4000 fresh points (NaN for the problems scored at (0, 0) only).",
+            "points ÷ d: residual points seen in training (steps × points per step) over d. "
+            "A solution that varies along a dense direction of R^d (ridge's a·x, b·x with "
+            "random signs) takes about d points before training gets below the trivial "
+            "predictor: each point gives one residual, the direction has d unknown signs.",
             "SDGD: train_pinn's method 'sdgd' (Hessian-vector products, forward over reverse, "
             "on the same sampled coordinates); the paper's >1000× speed-up and >30× memory "
             "headline is over randomization with first-order AD at its largest d.",
