@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from stde.lowering import Plan, flatten_argument
+from stde.lowering import Plan, attach_aux, flatten_argument, split_aux
 from stde.operators import Operator, require_operator
 
 Array = Any
@@ -32,8 +32,8 @@ def _validate(method: str, allowed: tuple[str, ...], name: str) -> None:
 
 
 def operator(f: Callable[..., Any], op: Operator, *, argnums: int = 0, with_value: bool = False,
-             biharmonic_method: str = "nested", partial_method: str = "auto"
-             ) -> Callable[..., Any]:
+             biharmonic_method: str = "nested", partial_method: str = "auto",
+             has_aux: bool = False) -> Callable[..., Any]:
     """The exact ``L f`` as a function of ``f``'s arguments, by collapsed Taylor mode.
 
     Args:
@@ -45,6 +45,9 @@ def operator(f: Callable[..., Any], op: Operator, *, argnums: int = 0, with_valu
         faster one on MLPs) or ``"interpolation"`` (one collapsed 4-jet per sign).
       partial_method: for mixed partials: ``"auto"`` (fewest propagated products),
         ``"interpolation"`` or ``"slots"``.
+      has_aux: ``f`` returns ``(output, aux)``; ``L`` acts on ``output`` and ``g``
+        returns ``(L f, aux)`` (with ``with_value``: ``((f, aux), L f)``), as
+        ``jax.grad(has_aux=True)`` does.
 
     Returns:
       ``g(*args)`` returning ``L f`` with ``f``'s output structure. ``g`` composes with
@@ -69,14 +72,16 @@ def operator(f: Callable[..., Any], op: Operator, *, argnums: int = 0, with_valu
     _validate(partial_method, PARTIAL_METHODS, "partial_method")
     require_operator(op)
 
+    main, aux_of = split_aux(f, has_aux)
+
     def g(*args: Any) -> Any:
-        h, x, argument = flatten_argument(f, args, argnums)
+        h, x, argument = flatten_argument(main, args, argnums)
         op.check(x.shape[0], argnums)
         plan = Plan(x.shape[0], x.dtype, argument, partial_method, biharmonic_method)
         for term, c in op.terms:
             term.exact(c, plan)
         value, total = plan.evaluate(h, x)
-        return (value, total) if with_value else total
+        return attach_aux((value, total) if with_value else total, aux_of, args, with_value)
 
     return g
 

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 from stde import indexed
 from stde.core import JetValue
 from stde.jets import evaluate_jets
-from stde.lowering import flatten_argument
+from stde.lowering import attach_aux, flatten_argument, split_aux
 
 
 def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
-                         sparse: bool = True) -> Callable[..., Any]:
+                         sparse: bool = True, has_aux: bool = False) -> Callable[..., Any]:
     """``g(*args) -> (f(*args), ∇f, Δf)`` w.r.t. argument ``argnums``, in one collapsed 2-jet.
 
     Args:
@@ -34,6 +34,8 @@ def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
         an element depends on more than half of the coordinates (default; on the VMC
         suite's wavefunction as fast or faster than the dense identity from 4 electrons
         on); ``False``: a dense identity.
+      has_aux: ``f`` returns ``(output, aux)``; the derivatives are of ``output`` and
+        ``g`` returns ``((output, aux), ∇, Δ)``, as ``jax.value_and_grad(has_aux=True)``.
 
     Returns:
       ``g(*args)`` returning, per output leaf of shape ``S``, the value (``S``), the
@@ -55,8 +57,10 @@ def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
       (9.0, [3.0, 12.0], 18.0)
 
     """
+    main, aux_of = split_aux(f, has_aux)
+
     def g(*args: Any) -> tuple[Any, Any, Any]:
-        h, x, argument = flatten_argument(f, args, argnums)
+        h, x, argument = flatten_argument(main, args, argnums)
         dim = x.shape[0]
         directions = indexed.basis(dim, x.dtype) if sparse else jnp.eye(dim, dtype=x.dtype)
         inputs = [JetValue(x, (directions,), None)]
@@ -72,9 +76,10 @@ def value_grad_laplacian(f: Callable[..., Any], *, argnums: int = 0,
             return jnp.zeros_like(o.primal) if o.summed is None else o.summed
 
         unflatten = jax.tree_util.tree_unflatten
-        return (unflatten(out_tree, [o.primal for o in outputs]),
-                unflatten(out_tree, [gradient(o) for o in outputs]),
-                unflatten(out_tree, [laplacian(o) for o in outputs]))
+        return attach_aux((unflatten(out_tree, [o.primal for o in outputs]),
+                           unflatten(out_tree, [gradient(o) for o in outputs]),
+                           unflatten(out_tree, [laplacian(o) for o in outputs])),
+                          aux_of, args, with_value=True)
 
     return g
 

@@ -226,4 +226,61 @@ def flatten_argument(f: Callable[..., Any], args: tuple[Any, ...], argnums: int
     return h, argument.reshape(-1), argument
 
 
-__all__ = ["Plan", "Term", "flatten_argument"]
+def split_aux(f: Callable[..., Any], has_aux: bool
+              ) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+    """``(main, aux_of)``: ``f`` without its auxiliary output, and that output alone.
+
+    With ``has_aux``, ``f`` returns a pair ``(output, aux)``, as for
+    ``jax.grad(f, has_aux=True)``: operators differentiate ``output`` and return ``aux``
+    beside their result (:func:`attach_aux`). ``aux_of`` is a plain call of ``f``; under
+    ``jit`` XLA computes once what that call and the jets' primal pass compute alike.
+    Without ``has_aux``: ``(f, None)``.
+
+    Example:
+      >>> main, aux_of = split_aux(lambda x: (x * x, {"x": x}), True)
+      >>> main(3.0), aux_of(3.0)
+      (9.0, {'x': 3.0})
+
+    """
+    if not has_aux:
+        return f, None
+
+    def pair(*args: Any) -> tuple[Any, Any]:
+        out = f(*args)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            if isinstance(out, tuple | list):
+                got = f"a {type(out).__name__} of length {len(out)}"
+            elif hasattr(out, "shape"):
+                got = f"one array of shape {tuple(out.shape)}"
+            else:
+                got = type(out).__name__
+            raise TypeError(f"has_aux=True: f must return a pair (output, aux), got {got}. "
+                            f"Return (output, aux), or pass has_aux=False.")
+        return out[0], out[1]
+
+    return (lambda *args: pair(*args)[0]), (lambda *args: pair(*args)[1])
+
+
+def attach_aux(result: Any, aux_of: Callable[..., Any] | None, args: tuple[Any, ...],
+               with_value: bool) -> Any:
+    """``result`` with ``aux_of(*args)`` beside it, in ``jax.grad``'s convention.
+
+    ``(L, aux)`` for an operator's ``L``; with the value first in ``result``
+    (``with_value``, or ``value_grad_laplacian``'s triple), ``((value, aux), *rest)`` as
+    ``jax.value_and_grad(has_aux=True)`` returns. ``aux_of`` ``None``: ``result``.
+
+    Example:
+      >>> attach_aux((1.0, 2.0), lambda x: -x, (5.0,), with_value=True)
+      ((1.0, -5.0), 2.0)
+
+    """
+    if aux_of is None:
+        return result
+    aux = aux_of(*args)
+    if with_value:
+        value, *rest = result
+        return ((value, aux), *rest)
+    return result, aux
+
+
+__all__ = ["Plan", "Term", "attach_aux", "flatten_argument", "split_aux"]

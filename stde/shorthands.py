@@ -11,20 +11,23 @@ from stde.stochastic import stochastic_operator
 
 
 def _build(op: operators.Operator, f: Callable[..., Any], n_samples: int | None, argnums: int,
-           method: str, distribution: str, with_value: bool) -> Callable[..., Any]:
+           method: str, distribution: str, with_value: bool, has_aux: bool
+           ) -> Callable[..., Any]:
     if n_samples is None:
-        return operator(f, op, argnums=argnums, with_value=with_value)
+        return operator(f, op, argnums=argnums, with_value=with_value, has_aux=has_aux)
     return stochastic_operator(f, op, n_samples, argnums=argnums, method=method,
-                               distribution=distribution, with_value=with_value)
+                               distribution=distribution, with_value=with_value,
+                               has_aux=has_aux)
 
 
 def laplacian(f: Callable[..., Any], n_samples: int | None = None, *, argnums: int = 0,
               method: str = "auto", distribution: str = "rademacher",
-              with_value: bool = False) -> Callable[..., Any]:
+              with_value: bool = False, has_aux: bool = False) -> Callable[..., Any]:
     """The Laplacian of ``f``: exact ``g(*args)`` if ``n_samples`` is None, else ``g(*args, key)``.
 
     With ``n_samples`` this is :func:`stde.stochastic_operator` with ``ops.laplacian()``
-    (``method`` and ``distribution`` are passed on); without it, :func:`stde.operator`.
+    (``method``, ``distribution``, ``with_value`` and ``has_aux`` are passed on); without
+    it, :func:`stde.operator`.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -36,12 +39,13 @@ def laplacian(f: Callable[..., Any], n_samples: int | None = None, *, argnums: i
       18.0
 
     """
-    return _build(operators.laplacian(), f, n_samples, argnums, method, distribution, with_value)
+    return _build(operators.laplacian(), f, n_samples, argnums, method, distribution, with_value,
+                  has_aux)
 
 
 def biharmonic(f: Callable[..., Any], n_samples: int | None = None, *, argnums: int = 0,
                method: str = "auto", distribution: str = "rademacher",
-               with_value: bool = False) -> Callable[..., Any]:
+               with_value: bool = False, has_aux: bool = False) -> Callable[..., Any]:
     """The biharmonic ``Δ²f``: exact if ``n_samples`` is None, else an unbiased estimate.
 
     Stochastic ``"dense"`` (the ``"auto"`` choice below ``D²`` samples) uses normal
@@ -57,7 +61,7 @@ def biharmonic(f: Callable[..., Any], n_samples: int | None = None, *, argnums: 
 
     """
     return _build(operators.biharmonic(), f, n_samples, argnums, method, distribution,
-                  with_value)
+                  with_value, has_aux)
 
 
 __all__ = ["biharmonic", "laplacian"]

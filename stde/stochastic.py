@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stde.lowering import Coefficient, Plan, Term, flatten_argument
+from stde.lowering import Coefficient, Plan, Term, attach_aux, flatten_argument, split_aux
 from stde.operators import Operator, require_operator
 from stde.terms import Pool
 
@@ -112,8 +112,8 @@ def is_random_key(key: Any) -> bool:
 
 def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
                         argnums: int = 0, method: str = "auto",
-                        distribution: str = "rademacher", with_value: bool = False
-                        ) -> Callable[..., Any]:
+                        distribution: str = "rademacher", with_value: bool = False,
+                        has_aux: bool = False) -> Callable[..., Any]:
     """An unbiased estimate of ``L f`` from ``n_samples`` random jets in collapsed passes.
 
     Args:
@@ -126,6 +126,8 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
       distribution: dense tangents for second-order terms: ``"rademacher"`` or
         ``"normal"``. The biharmonic's dense estimator always uses normal tangents.
       with_value: return ``(f(*args), estimate)``.
+      has_aux: ``f`` returns ``(output, aux)``; the estimate is of ``L output`` and ``g``
+        returns ``(estimate, aux)`` (with ``with_value``: ``((output, aux), estimate)``).
 
     Returns:
       ``g(*args, key)``; vmap it over points with a shared key or with keys split by
@@ -157,6 +159,7 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
         raise ValueError(f"unknown distribution {distribution!r}; choose one of "
                          f"{', '.join(DISTRIBUTIONS)}.")
     require_operator(op)
+    main, aux_of = split_aux(f, has_aux)
 
     def g(*args_and_key: Any, key: Array | None = None) -> Any:
         args = list(args_and_key)
@@ -167,7 +170,7 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
                 "g(*args, key): the random key is missing (or is not a key): call "
                 "g(x, jax.random.key(0)) or g(x, key=jax.random.key(0)); split keys "
                 "(jax.random.split) to get fresh samples per call.")
-        h, x, argument = flatten_argument(f, tuple(args), argnums)
+        h, x, argument = flatten_argument(main, tuple(args), argnums)
         dim = x.shape[0]
         op.check(dim, argnums)
         plan = Plan(dim, x.dtype, argument)
@@ -193,7 +196,8 @@ def stochastic_operator(f: Callable[..., Any], op: Operator, n_samples: int, *,
                 term.exact(c, exact)
                 plan.absorb(exact)
         value, total = plan.evaluate(h, x)
-        return (value, total) if with_value else total
+        return attach_aux((value, total) if with_value else total, aux_of, tuple(args),
+                          with_value)
 
     return g
 

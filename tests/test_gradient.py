@@ -92,3 +92,20 @@ def test_constant_function_and_errors():
     assert float(value) == 2.0 and grad.shape == (3,) and not grad.any() and float(lap) == 0.0
     with pytest.raises(TypeError, match="floating-point"):
         stde.value_grad_laplacian(jnp.sum)(jnp.arange(3))
+
+
+def test_has_aux_returns_value_and_aux_first_as_value_and_grad_does():
+    params = _params()
+    x = jax.random.normal(jax.random.key(4), (6,), jnp.float64)
+
+    def f(x):  # aux: the sign of the determinant, as a VMC code returns it
+        r = x.reshape(3, 2)
+        return _log_psi(params, x), {"sign": jnp.sign(jnp.linalg.det(r @ params["w"]))}
+
+    (value, aux), grad, lap = jax.jit(stde.value_grad_laplacian(f, has_aux=True))(x)
+    want_value, want_grad = jax.value_and_grad(_log_psi, argnums=1)(params, x)
+    np.testing.assert_allclose(value, want_value, rtol=1e-10)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-10)
+    np.testing.assert_allclose(lap, jnp.trace(jax.hessian(_log_psi, argnums=1)(params, x)),
+                               rtol=1e-10)
+    assert aux["sign"] == f(x)[1]["sign"]

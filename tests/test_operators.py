@@ -286,6 +286,68 @@ def test_vector_output_argnums_and_with_value(x64):
     np.testing.assert_allclose(value, f(2.0, x), rtol=RTOL)
 
 
+def assert_trees_close(got, want):
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=RTOL)
+
+
+HAS_AUX_OPERATORS = {
+    "operator": lambda f, **kw: stde.operator(f, ops.laplacian() + ops.partial(0, 1), **kw),
+    "laplacian": lambda f, **kw: stde.laplacian(f, **kw),
+    "biharmonic": lambda f, **kw: stde.biharmonic(f, **kw),
+    "stochastic": lambda f, **kw: stde.stochastic_operator(
+        f, ops.laplacian(), 3, method="sparse", **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAS_AUX_OPERATORS))
+def test_has_aux_returns_aux_beside_the_result_as_jax_grad_does(x64, name):
+    params, apply = tanh_net(11, 3)
+    xs = jax.random.normal(jax.random.key(2), (4, 3))
+
+    def f(p, x):
+        return apply(p, x), {"features": jnp.tanh(x), "norm": jnp.sum(x ** 2)}
+
+    build = HAS_AUX_OPERATORS[name]
+    extra = (jax.random.key(5),) if name == "stochastic" else ()
+    aux_of = jax.vmap(lambda x: f(params, x)[1])
+
+    def batched(g):
+        return jax.jit(jax.vmap(lambda x: g(x, *extra)))(xs)
+
+    plain = batched(build(lambda x: apply(params, x)))
+    got, aux = batched(build(lambda x: f(params, x), has_aux=True))
+    np.testing.assert_allclose(got, plain, rtol=RTOL)
+    assert set(aux) == {"features", "norm"}
+    assert_trees_close(aux, aux_of(xs))
+    (value, aux), got = batched(build(lambda x: f(params, x), has_aux=True, with_value=True))
+    np.testing.assert_allclose(value, jax.vmap(lambda x: apply(params, x))(xs), rtol=RTOL)
+    np.testing.assert_allclose(got, plain, rtol=RTOL)
+    np.testing.assert_allclose(aux["norm"], jnp.sum(xs ** 2, axis=1), rtol=RTOL)
+    if name == "laplacian":  # the oracle, and jax.grad through the pair
+        hessians = jax.vmap(jax.hessian(lambda x: apply(params, x)))(xs)
+        np.testing.assert_allclose(got, jnp.trace(hessians, axis1=1, axis2=2), rtol=RTOL)
+
+        def loss(p, has_aux):
+            g = build((lambda x: f(p, x)) if has_aux else (lambda x: apply(p, x)),
+                      has_aux=has_aux)
+            out = jax.vmap(g)(xs)
+            return jnp.sum((out[0] if has_aux else out) ** 2)
+
+        grad = jax.jit(jax.grad(loss), static_argnums=1)
+        assert_trees_close(grad(params, True), grad(params, False))
+
+
+def test_has_aux_needs_a_pair():
+    x = jnp.ones(3)
+    for g in (stde.laplacian(lambda x: x.sum(), has_aux=True),
+              stde.value_grad_laplacian(lambda x: (x.sum(), 1.0, 2.0), has_aux=True)):
+        with pytest.raises(TypeError, match=r"must return a pair \(output, aux\), got "
+                                            r"(one array of shape \(\)|a tuple of length 3)"):
+            g(x)
+
+
 def test_jit_vmap_grad(x64):
     dim = 3
     params, apply = tanh_net(6, dim)
