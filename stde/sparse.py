@@ -174,9 +174,17 @@ def scatter_sum(c: SparseCoefficient) -> Array:
 
 
 def values_at(c: SparseCoefficient, other: Any) -> Array:
-    """The entries of direction ``r`` of ``other`` (sparse or ``(R, *S)``) at ``c``'s indices."""
+    """The entries of direction ``r`` of ``other`` (sparse or ``(R, *S)``) at ``c``'s indices.
+
+    Two sparse coefficients compare every pair of their entries, ``P_c · P_other`` per
+    direction; where that is more than the ``S`` entries of ``other`` written out (e.g.
+    two scalars' jets broadcast over the same axis, ``P = S`` each), ``other`` is
+    densified and read instead.
+    """
     if not is_sparse(other):
         return gather(other, c)
+    if c.indices.shape[1] * other.indices.shape[1] > c.size:
+        return gather(densify(other), c)
     match = c.indices[:, :, None] == other.indices[:, None, :]
     return jnp.sum(jnp.where(match, other.values[:, None, :], 0), axis=-1)
 
@@ -223,9 +231,11 @@ def plus(u: Any, v: Any, sign: int = 1) -> Any:
 
 def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
                      dimensions: Sequence[int]) -> SparseCoefficient | None:
-    """``c`` broadcast as ``lax.broadcast_in_dim`` does (``None`` when denser than dense).
+    """``c`` broadcast as ``lax.broadcast_in_dim`` does (``None`` when as dense as dense).
 
-    Each entry is repeated along the new and the expanded (size-1) axes.
+    Each entry is repeated along the new and the expanded (size-1) axes. A result with an
+    entry per element or more (a scalar's jet broadcast to a vector) is ``None``: held
+    sparse, it would cost more than dense in every later sum and product.
     """
     multi = list(jnp.unravel_index(c.indices, c.primal_shape)) if c.primal_shape else []
     strides = [int(np.prod(shape[o + 1:], dtype=np.int64)) for o in range(len(shape))]
@@ -238,7 +248,7 @@ def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
         elif size > 1:
             expanded.append(o)
     copies = int(np.prod([shape[o] for o in expanded], dtype=np.int64))
-    if copies * c.indices.shape[1] > max(int(np.prod(shape, dtype=np.int64)), 1):
+    if copies * c.indices.shape[1] >= max(int(np.prod(shape, dtype=np.int64)), 2):
         return None
     offsets = np.zeros(1, np.int64)
     for o in expanded:

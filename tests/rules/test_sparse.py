@@ -52,10 +52,11 @@ CASES = {
     "add_shared": lambda x: jnp.sin(x + 2.0 * x),
     "add_shifted": lambda x: jnp.sin(x[:-1] + x[1:]),
     "sub_neg": lambda x: jnp.exp(-(x[:-1] - jnp.cos(x[1:]))),
-    "add_broadcast": lambda x: jnp.sin(x.reshape(2, 3) + x[None, :3]),
+    "add_broadcast": lambda x: jnp.sin(x.reshape(2, 1, 3) + x.reshape(1, 2, 3)),
     "pair_difference": lambda x: jnp.tanh(jnp.sum(
         (x.reshape(3, 2)[:, None, :] - x.reshape(3, 2)[None, :, :]) ** 2, -1)),
-    "mul_broadcast": lambda x: jnp.sin(x.reshape(2, 3) * x[None, :3]) * x.reshape(2, 3)[:1],
+    "mul_broadcast": lambda x: (jnp.sin(x.reshape(2, 1, 3) * x.reshape(1, 2, 3))
+                                * x.reshape(2, 1, 3)),
     "div": lambda x: jnp.sin(x[1:]) / positive(x[:-1] * x[1:]),
     "abs_sign_rem": lambda x: jnp.abs(x) * jnp.sign(x) + lax.rem(x, 0.3),
     "log2_expansion": lambda x: jnp.log2(positive(x)),
