@@ -729,9 +729,10 @@ def ridge(d: int = DEFAULT_DIM, seed: int = 0) -> Equation:
     so the best predictor using only ``|x|²`` and ``t`` is ``≈ 0`` (relative L2 error
     ``≈ 1``), and the trivial predictor ``u*(x, 0) = sin(a·x)`` has error
     ``√(2 - 2 sin 1) ≈ 0.56``. Meant for ``d = 10⁶``: every term is ``O(d)``. Training
-    must find ``b`` (``d`` random signs) from one residual per point, so it needs about
-    ``d`` residual points before its error falls below the trivial predictor's: at
-    ``d = 10⁶``, the STDE paper's 10⁴ steps of 100 points.
+    must find ``b`` (``d`` random signs) from one residual per point, so it needs at
+    least about ``d`` residual points before its error falls below the trivial
+    predictor's (at ``d = 10⁶``, all of the STDE paper's 10⁴ steps of 100 points);
+    docs/design.md, "Pitfalls", has the measured counts.
 
     Example:
       >>> import jax.numpy as jnp
