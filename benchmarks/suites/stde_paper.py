@@ -139,8 +139,8 @@ PLANS: dict[str, tuple[Run, ...]] = {
     ]),
 }
 """Runs per size. A dimension the equation rejects (e.g. ``kdv`` outside ``d = 1``) is
-skipped like an unregistered name. ``small`` (36 runs) took 15 minutes on the project's
-shared 2-core CPU while another training ran; ``paper`` takes hours there; ``gpu`` is
+skipped like an unregistered name. ``small`` (36 runs) took 9 minutes on the project's
+2-core CPU, otherwise idle; ``paper`` takes hours there; ``gpu`` is
 :file:`benchmarks/gpu.sh`'s (one GPU). ``ridge`` needs about ``d`` residual points before
 it learns (``stde.pinn.equations.ridge``; at ``d = 10⁵`` 3·10⁵ points did not move it), so
 every plan has a ridge run at ``d ≥ 10⁴`` that sees ``10 d`` points."""
