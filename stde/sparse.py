@@ -235,7 +235,8 @@ def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
 
     Each entry is repeated along the new and the expanded (size-1) axes. A result with an
     entry per element or more (a scalar's jet broadcast to a vector) is ``None``: held
-    sparse, it would cost more than dense in every later sum and product.
+    sparse, it would cost more than dense in every later sum and product. A one-element
+    result keeps its one entry, as before.
     """
     multi = list(jnp.unravel_index(c.indices, c.primal_shape)) if c.primal_shape else []
     strides = [int(np.prod(shape[o + 1:], dtype=np.int64)) for o in range(len(shape))]

@@ -62,6 +62,11 @@ class Run:
     n_samples: int
     steps: int
 
+    @property
+    def points_per_dim(self) -> float:
+        """Residual points the run trains on (steps × the paper's batch), over ``d``."""
+        return self.steps * PAPER_NETWORK["batch"] / self.dim
+
 
 @dataclasses.dataclass(frozen=True)
 class PaperFigures:
@@ -220,12 +225,17 @@ class RunFailed(RuntimeError):
     """A run's process raised, died or overran its limit; the message says which."""
 
 
+def _error_line(error: Exception) -> str:
+    """A run's error as its row shows it: the type and the first line, at most 300 chars."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+
+
 def _send_outcome(sender: Any, run: Run | None, platforms: str) -> None:
     """In the fresh process: :func:`_train_in_process`'s result or error, through ``sender``."""
     try:
         sender.send(("ok", _train_in_process(run, platforms)))
     except Exception as e:  # reported as the run's row, not as a traceback
-        sender.send(("error", f"{type(e).__name__}: {e}".splitlines()[0][:300]))
+        sender.send(("error", _error_line(e)))
 
 
 def in_fresh_process(run: Run | None, limit_s: float | None = None) -> dict[str, Any]:
@@ -250,13 +260,15 @@ def in_fresh_process(run: Run | None, limit_s: float | None = None) -> dict[str,
         if not receiver.poll(limit_s):
             process.terminate()
             raise RunFailed(f"stopped: over its {limit_s:.3g} s limit")
-        status, outcome = receiver.recv()
-    except EOFError:
-        process.join()
-        raise RunFailed(f"its process died (exit code {process.exitcode})") from None
+        try:
+            status, outcome = receiver.recv()
+        except EOFError:  # the process ended without sending
+            status, outcome = "died", None
     finally:
         process.join()
         receiver.close()
+    if status == "died":
+        raise RunFailed(f"its process died (exit code {process.exitcode})")
     if status != "ok":
         raise RunFailed(outcome)
     return outcome
@@ -335,7 +347,7 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
             log(f"  time budget spent: skipping the last {len(runs) - index} runs")
             break
         row: dict[str, Any] = dataclasses.asdict(run)
-        row["points_per_dim"] = run.steps * PAPER_NETWORK["batch"] / run.dim
+        row["points_per_dim"] = run.points_per_dim
         try:
             row.update(in_fresh_process(run, left))
             key = (run.equation, run.dim)
@@ -346,7 +358,7 @@ def paper_training(size: Size, log: Callable[[str], None] = print) -> dict[str, 
         except RunFailed as e:
             row["error"] = str(e)
         except Exception as e:  # a run failing must not stop the others
-            row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            row["error"] = _error_line(e)
         paper = PAPER_FIGURES.get((run.equation, run.dim, run.method, run.n_samples))
         if paper is not None:
             row["paper"] = dataclasses.asdict(paper)
