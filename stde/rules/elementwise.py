@@ -502,8 +502,8 @@ def pow_series(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
     """Compute ``a ** b`` (operands of equal shape) for non-integer or moving exponents.
 
     A constant ``b`` uses :func:`power_series` (any sign of ``a`` for integer-valued
-    ``b``; singular at ``a = 0``), a constant ``a`` gives ``y' = log(a) y b'``, and two
-    moving operands ``exp(b · log a)`` (needs ``a > 0``).
+    ``b``; singular at ``a = 0``), a constant ``a`` gives ``y' = log(a) y b'`` (``0`` where
+    ``a = 0``, as in JAX), and two moving operands ``exp(b · log a)`` (needs ``a > 0``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -517,8 +517,8 @@ def pow_series(a: Sequence[Any], b: Sequence[Any], order: int) -> Series:
     value = jnp.power(a[0], b[0])
     if _is_constant(b):
         return power_series(a, b[0], order, y0=value)
-    if _is_constant(a):
-        rate = jnp.log(a[0])
+    if _is_constant(a):  # y' = log(a) y b'; JAX's JVP takes log(a) as 0 where a = 0
+        rate = jnp.log(jnp.where(a[0] == 0, jnp.ones_like(a[0]), a[0]))
         exponent = [None] + [series.scale(c, rate, k, order) for k, c in enumerate(b[1:], 1)]
     else:
         log_a = log(a, order)

@@ -1,7 +1,10 @@
 """Piecewise primitives: selections (max, min, clamp, abs) and zero-derivative ones.
 
 On each piece the output is one of the operands (or a fixed linear map of them), so
-its coefficients are the selected operand's; the piece is chosen by the primals.
+its coefficients are the selected operand's; the piece is chosen by the primals. Where
+pieces meet, the coefficients follow JAX's JVP rules, so that they equal
+``jax.hessian``'s derivatives there too: ``max``/``min`` take the mean of tied
+operands, ``clamp`` has none at a bound, ``|x|`` has slope ``+1`` at ``0``.
 Comparisons, rounding and other locally constant primitives have all-zero
 coefficients; their (often boolean or integer) outputs are constants.
 """
@@ -17,59 +20,92 @@ import numpy as np
 from jax import lax
 
 from stde import sparse
-from stde.core import Context, JetValue, bind_equation
+from stde.core import Array, Context, JetValue, bind_equation
 from stde.rules import elementwise, series
 from stde.rules.linear import broadcast_coefficient
 from stde.rules.registry import register
 
 
-def select(ctx: Context, condition: Any, if_true: JetValue, if_false: JetValue) -> JetValue:
-    """Coefficients of ``where(condition, if_true, if_false)`` for a primal ``condition``."""
-    shape = np.broadcast_shapes(np.shape(condition), np.shape(if_true.primal),
-                                np.shape(if_false.primal))
-    coefficients: list[Any] = [jnp.where(condition, if_true.primal, if_false.primal)]
+def blend(ctx: Context, primal: Array, weighted: Sequence[tuple[Array, JetValue]]) -> JetValue:
+    """``primal`` with coefficients ``y_k = Σ_j w_j x_{j,k}``, each weight read off the primals.
+
+    This is how JAX differentiates a selection: its JVP multiplies each operand's
+    tangent by a weight that depends on the primals only (``1`` on the operand's piece,
+    ``½`` at a tie of ``max``/``min``, ``0`` elsewhere), so nested JVPs, and
+    ``jax.hessian``, see the same weights at every order. Where ``w_j = 0`` operand
+    ``j`` contributes nothing, not even a non-finite coefficient.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from stde.interpreter import Interpreter
+      >>> a = JetValue(jnp.array(1.0), (), jnp.array(4.0))
+      >>> b = JetValue(jnp.array(1.0), (), jnp.array(jnp.inf))
+      >>> float(blend(Interpreter(1, 1), a.primal, [(jnp.array(1.0), a),
+      ...                                            (jnp.array(0.0), b)]).summed)
+      4.0
+
+    """
+    shape = np.shape(primal)
+    coefficients: list[Any] = [primal]
     for k in range(1, ctx.order + 1):
-        t, f = if_true.coefficients[k], if_false.coefficients[k]
-        if t is None and f is None:
-            coefficients.append(None)
-            continue
         directions = series.has_directions(k, ctx.order)
-        branches = [
-            jnp.zeros((), coefficients[0].dtype) if c is None
-            else series.lift(c, directions, len(shape)) for c in (t, f)
-        ]
-        out = jnp.where(condition, *branches)
-        coefficients.append(broadcast_coefficient(out, k, ctx.order, shape))
+        parts = []
+        for weight, x in weighted:
+            c = x.coefficients[k]
+            if c is None:
+                continue
+            c = broadcast_coefficient(c, k, ctx.order, shape)
+            w = jnp.broadcast_to(weight, shape).astype(c.dtype)
+            w = w[None] if directions else w
+            parts.append(jnp.where(w != 0, w * c, jnp.zeros((), c.dtype)))
+        coefficients.append(functools.reduce(jnp.add, parts) if parts else None)
     return JetValue.from_coefficients(coefficients)
 
 
-def max_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``max(a, b)``: the larger operand's coefficients (``b``'s at ties)."""
+def balanced(a: Array, b: Array) -> Array:
+    """``max(a, b)``'s weight on ``a``: ``1`` where ``a > b``, ``½`` at ties, else ``0``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> balanced(jnp.array([2.0, 1.0, 0.0]), jnp.array([1.0, 1.0, 1.0])).tolist()
+      [1.0, 0.5, 0.0]
+
+    """
+    return jnp.where(a > b, 1.0, jnp.where(a == b, 0.5, 0.0))
+
+
+def max_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``max(a, b)``: the larger operand's coefficients, their mean at ties (as JAX's JVP)."""
     a, b = inputs
-    return select(ctx, a.primal > b.primal, a, b)
+    return blend(ctx, bind_equation(lax.max_p, params, a.primal, b.primal),
+                 [(balanced(a.primal, b.primal), a), (balanced(b.primal, a.primal), b)])
 
 
-def min_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``min(a, b)``: the smaller operand's coefficients (``b``'s at ties)."""
+def min_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``min(a, b)``: the smaller operand's coefficients, their mean at ties (as JAX's JVP)."""
     a, b = inputs
-    return select(ctx, a.primal < b.primal, a, b)
+    return blend(ctx, bind_equation(lax.min_p, params, a.primal, b.primal),
+                 [(balanced(b.primal, a.primal), a), (balanced(a.primal, b.primal), b)])
 
 
-def clamp_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``clamp(lo, x, hi) = min(max(x, lo), hi)``, the branches XLA's clamp takes.
+def clamp_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``clamp(lo, x, hi)``: the coefficients of the operand XLA's ``min(max(x, lo), hi)`` returns.
 
-    The primal is ``lax.clamp``'s own; the coefficients are those of the operand it
-    selects: ``x``'s inside, the bound's outside, and ``hi``'s wherever ``lo > hi``
-    (where the output is ``hi`` whatever ``x`` is).
+    ``x``'s strictly inside the bounds, ``lo``'s strictly below, ``hi``'s strictly
+    above, and none where ``x`` equals a bound: there ``jax.hessian`` (JAX's JVP of
+    ``clamp``) has zero derivatives. Where ``lo > hi`` the output is ``hi`` whatever
+    ``x`` is, so the coefficients are ``hi``'s (JAX's JVP keeps them only for ``x > hi``).
     """
     lo, x, hi = inputs
-    raised = select(ctx, x.primal > lo.primal, x, lo)
-    clamped = select(ctx, raised.primal < hi.primal, raised, hi)
-    return JetValue(lax.clamp(lo.primal, x.primal, hi.primal), clamped.lower, clamped.summed)
+    ordered = lo.primal < hi.primal
+    return blend(ctx, bind_equation(lax.clamp_p, params, lo.primal, x.primal, hi.primal), [
+        ((lo.primal < x.primal) & (x.primal < hi.primal), x),
+        ((x.primal < lo.primal) & ordered, lo),
+        ((hi.primal < x.primal) | (hi.primal < lo.primal), hi)])
 
 
 def abs_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
-    """``|x|``: ``sign(x0) · x_k`` (zero coefficients at ``x0 = 0``); ``(z z̄)^{1/2}`` if complex.
+    """``|x|``: ``±x_k``, ``+`` where ``x0 ≥ 0`` (JAX's JVP at ``0``); ``(z z̄)^{1/2}`` if complex.
 
     Sparse coefficients stay sparse for real ``x``; complex ones are densified (the
     conjugate products of :func:`stde.rules.elementwise.complex_abs` need arrays).
@@ -78,7 +114,7 @@ def abs_rule(ctx: Context, inputs: Sequence[JetValue], **_: Any) -> JetValue:
     if jnp.iscomplexobj(x.primal):
         x = sparse.densify_value(x)
         return JetValue.from_coefficients(elementwise.complex_abs(x.coefficients, ctx.order))
-    sign = jnp.sign(x.primal)
+    sign = jnp.where(x.primal >= 0, 1.0, -1.0).astype(x.primal.dtype)
     return JetValue.from_coefficients(
         [jnp.abs(x.primal), *(series.scale(c, sign, k, ctx.order)
                               for k, c in enumerate(x.coefficients[1:], start=1))])

@@ -7,8 +7,9 @@ Two kinds of primitive live here.
   linear map ``J`` of the floating operands (it *selects* entries). Every coefficient,
   the summed top included, is that map applied to the input coefficient:
   ``y_k = J x_k`` (:func:`map_coefficients`). The map is an explicit gather where the
-  selection is an index along one axis (:func:`reduce_chooser_rule`, :func:`sort_rule`,
-  :func:`top_k_rule`) and JAX's own linearisation at the primal otherwise
+  selection is an index along one axis (:func:`sort_rule`, :func:`top_k_rule`), a mean
+  over the entries that attain the extremum (:func:`reduce_chooser_rule`, as JAX's JVP
+  at ties) and JAX's own linearisation at the primal otherwise
   (:func:`locally_linear_rule`), which for these primitives is a selection too.
 * **Products** (``reduce_prod``, ``cumprod``, ``cumlogsumexp``, ``scatter_mul``): written
   as a log-depth composition of primitives that have rules (``mul`` through
@@ -93,13 +94,12 @@ def _take(indices: Array, axis: int, c: Array) -> Array:
     return jnp.take_along_axis(c, indices, axis=axis, mode="promise_in_bounds")
 
 
-def reduce_chooser_rule(primitive: Any, chooser: Callable[..., Array], ctx: Context,
-                        inputs: Sequence[JetValue], *, axes: Sequence[int],
-                        **params: Any) -> JetValue:
+def reduce_chooser_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue], *,
+                        axes: Sequence[int], **params: Any) -> JetValue:
     """``reduce_max``/``reduce_min``: the coefficients of the chosen entry.
 
-    The entry is ``chooser`` (``jnp.argmax``/``jnp.argmin``, the first one at ties) of
-    the primal over the reduced ``axes``.
+    Where several entries attain the extremum, the mean of their coefficients, as JAX's
+    JVP of these reductions (and so ``jax.hessian``) takes it.
     """
     (x,) = inputs
     primal_out = bind_equation(primitive, {"axes": axes, **params}, x.primal)
@@ -112,9 +112,14 @@ def reduce_chooser_rule(primitive: Any, chooser: Callable[..., Array], ctx: Cont
     def flat(c: Array) -> Array:  # reduced axes moved last and merged
         return jnp.transpose(c, order).reshape((*np.shape(primal_out), size))
 
-    index = chooser(flat(x.primal), axis=-1, keepdims=True)
-    return map_coefficients(ctx, lambda c: [_take(index, -1, flat(c))[..., 0]], [x],
-                            [primal_out])[0]
+    chosen = flat(x.primal) == primal_out[..., None]
+    count = chosen.sum(-1)
+
+    def mean_of_chosen(c: Array) -> list[Array]:
+        picked = jnp.where(chosen, flat(c), jnp.zeros((), c.dtype)).sum(-1)
+        return [picked / count.astype(c.dtype)]
+
+    return map_coefficients(ctx, mean_of_chosen, [x], [primal_out])[0]
 
 
 def sort_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension: int,
@@ -215,9 +220,9 @@ def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
 
 
 _CHOOSES = "takes the coefficients of entries chosen by primal value, from dense arrays"
-register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax),
+register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p),
          sparse=_CHOOSES)
-register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p, jnp.argmin),
+register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p),
          sparse=_CHOOSES)
 register(lax.sort_p, sort_rule, sparse=_CHOOSES)
 register(lax.top_k_p, top_k_rule, sparse=_CHOOSES)
