@@ -46,6 +46,13 @@ def test_a_run_past_its_limit_is_stopped_and_a_failing_run_reports_its_error():
         sp.in_fresh_process(sp.Run("allen_cahn", 10, "no_such_method", 4, 3))
 
 
+def test_a_run_whose_process_dies_is_reported_as_such(monkeypatch):
+    # XLA aborts the new process while reading its flags: it ends without a word
+    monkeypatch.setenv("XLA_FLAGS", "--no_such_xla_flag")
+    with pytest.raises(sp.RunFailed, match=r"its process died \(exit code -?\d+\)"):
+        sp.in_fresh_process(sp.Run("allen_cahn", 10, "sparse", 4, 3))
+
+
 def test_a_spent_time_budget_skips_the_remaining_runs_and_still_reports(tmp_path):
     size = dataclasses.replace(SIZES["tiny"], time_budget_s=1e-3)
     result = run(["stde_paper"], size, quiet=True, command="test")
