@@ -95,6 +95,22 @@ class SparseCoefficient:
                                  self.distinct if distinct is None else distinct)
 
 
+def pays(entries: int, size: int) -> bool:
+    """Whether ``entries`` per direction are worth keeping sparse over ``size`` elements.
+
+    One rule for every place a sparse coefficient could grow (broadcasts, sums, the entry
+    pairs of a product): fewer entries than elements. With as many or more, every later
+    sum and product costs more than on the dense array (a one-element shape keeps one
+    entry).
+
+    Example:
+      >>> pays(3, 10), pays(10, 10), pays(1, 1)
+      (True, False, True)
+
+    """
+    return entries < max(size, 2)
+
+
 def is_sparse(c: Any) -> bool:
     """Whether ``c`` is sparse: a :class:`SparseCoefficient` or an indexed one.
 
@@ -177,13 +193,13 @@ def values_at(c: SparseCoefficient, other: Any) -> Array:
     """The entries of direction ``r`` of ``other`` (sparse or ``(R, *S)``) at ``c``'s indices.
 
     Two sparse coefficients compare every pair of their entries, ``P_c · P_other`` per
-    direction; where that is more than the ``S`` entries of ``other`` written out (e.g.
-    two scalars' jets broadcast over the same axis, ``P = S`` each), ``other`` is
-    densified and read instead.
+    direction; where that is not fewer than the ``S`` entries of ``other`` written out
+    (:func:`pays`; e.g. two scalars' jets broadcast over the same axis, ``P = S`` each),
+    ``other`` is densified and read instead.
     """
     if not is_sparse(other):
         return gather(other, c)
-    if c.indices.shape[1] * other.indices.shape[1] > c.size:
+    if not pays(c.indices.shape[1] * other.indices.shape[1], c.size):
         return gather(densify(other), c)
     match = c.indices[:, :, None] == other.indices[:, None, :]
     return jnp.sum(jnp.where(match, other.values[:, None, :], 0), axis=-1)
@@ -234,9 +250,8 @@ def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
     """``c`` broadcast as ``lax.broadcast_in_dim`` does (``None`` when as dense as dense).
 
     Each entry is repeated along the new and the expanded (size-1) axes. A result with an
-    entry per element or more (a scalar's jet broadcast to a vector) is ``None``: held
-    sparse, it would cost more than dense in every later sum and product. A one-element
-    result keeps its one entry, as before.
+    entry per element or more (a scalar's jet broadcast to a vector) is ``None``
+    (:func:`pays`).
     """
     multi = list(jnp.unravel_index(c.indices, c.primal_shape)) if c.primal_shape else []
     strides = [int(np.prod(shape[o + 1:], dtype=np.int64)) for o in range(len(shape))]
@@ -249,7 +264,7 @@ def broadcast_in_dim(c: SparseCoefficient, shape: tuple[int, ...],
         elif size > 1:
             expanded.append(o)
     copies = int(np.prod([shape[o] for o in expanded], dtype=np.int64))
-    if copies * c.indices.shape[1] >= max(int(np.prod(shape, dtype=np.int64)), 2):
+    if not pays(copies * c.indices.shape[1], int(np.prod(shape, dtype=np.int64))):
         return None
     offsets = np.zeros(1, np.int64)
     for o in expanded:
@@ -279,11 +294,18 @@ def broadcast_to(c: SparseCoefficient, shape: tuple[int, ...]) -> SparseCoeffici
     return broadcast_in_dim(c, shape, tuple(range(lead, len(shape))))
 
 
-def add(a: SparseCoefficient, b: SparseCoefficient, sign: int = 1) -> SparseCoefficient:
-    """``a + sign · b`` for two sparse coefficients of one shape (index lists merged)."""
+def add(a: SparseCoefficient, b: SparseCoefficient, sign: int = 1) -> Any:
+    """``a + sign · b`` for two sparse coefficients of one shape (index lists merged).
+
+    Merged lists with an entry per element or more (:func:`pays`; e.g. a sum of scalars
+    sliced out of ``x`` one by one, ``Σ_i c_i x[i]``, whose list would grow with every
+    term) give a dense ``(R, *S)`` array instead.
+    """
     values = b.values if sign > 0 else -b.values
     if a.indices is b.indices:
         return a.with_entries(a.indices, a.values + values, distinct=a.distinct and b.distinct)
+    if not pays(a.indices.shape[1] + b.indices.shape[1], a.size):
+        return densify(a) + densify(b.with_entries(b.indices, values))
     return a.with_entries(jnp.concatenate([a.indices, b.indices], axis=1),
                           jnp.concatenate([a.values, values], axis=1), distinct=False)
 

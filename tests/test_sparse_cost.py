@@ -83,3 +83,42 @@ def test_a_sparse_factor_with_more_entry_pairs_than_elements_is_read_written_out
     jaxpr = jax.make_jaxpr(sparse.values_at)(c, other)
     largest = max(int(np.prod(v.aval.shape)) for eqn in jaxpr.eqns for v in eqn.outvars)
     assert largest < directions * 6 * 5, largest  # 6 · 5 pairs > 8 elements: no pair array
+
+
+def test_a_sum_of_scalars_sliced_one_by_one_builds_no_growing_index_list(x64):
+    """``Σ_i w_i x[i]`` written as a Python loop: each term's jet has one entry, and
+    merging index lists term by term grew them to one entry per coordinate, a
+    ``(D, 2D)`` array at the end (and ``O(D³)`` work in all). A sum with an entry per
+    element or more is dense (:func:`stde.sparse.pays`)."""
+    dim = 60
+    weights = np.cos(np.arange(dim))
+
+    def f(x):
+        return jnp.sin(sum(x[i] * weights[i] for i in range(dim))) * x[0]
+
+    x = jnp.linspace(-1.0, 1.0, dim)
+    g = stde.laplacian(f)
+    jaxpr = jax.make_jaxpr(g)(x)
+    largest = max(int(np.prod(v.aval.shape)) for eqn in jaxpr.eqns for v in eqn.outvars)
+    assert largest <= 4 * dim, largest
+    want = jax.jit(lambda x: jnp.trace(jax.hessian(f)(x)))(x)
+    np.testing.assert_allclose(jax.jit(g)(x), want, rtol=1e-10)
+    sampled = stde.laplacian(f, dim, method="sparse")  # every coordinate: exact
+    np.testing.assert_allclose(jax.jit(sampled)(x, jax.random.key(0)), want, rtol=1e-10)
+
+
+def test_sums_of_sparse_coefficients_stay_sparse_only_while_it_pays():
+    dim = 10
+    a = sparse.from_indices(jnp.array([[1], [2]]), 1.0, dim, jnp.float32)
+    b = sparse.from_indices(jnp.array([[3], [2]]), 2.0, dim, jnp.float32)
+    total = sparse.plus(a, b)
+    assert sparse.is_sparse(total) and total.indices.shape == (2, 2)
+    np.testing.assert_array_equal(sparse.densify(total),
+                                  sparse.densify(a) + sparse.densify(b))
+    wide = sparse.from_indices(jnp.tile(jnp.arange(8), (2, 1)), 1.0, dim, jnp.float32)
+    dense = sparse.plus(wide, b, sign=-1)  # 8 + 1 entries of 10: sparse would still pay
+    assert sparse.is_sparse(dense)
+    dense = sparse.plus(dense, a)  # 11 entries of 10: written out
+    assert not sparse.is_sparse(dense)
+    np.testing.assert_array_equal(
+        dense, sparse.densify(wide) - sparse.densify(b) + sparse.densify(a))

@@ -132,6 +132,19 @@ ORDERS = [(name, 2) for name in sorted(CASES)] + [
     for order in (3, 4) for name in sorted(CASES)]
 
 
+@pytest.fixture
+def sparse_always_pays(monkeypatch):
+    """Switches off the density policy (:func:`stde.sparse.pays`) for this table.
+
+    Its shapes are small (``D = 6`` with three entries per direction, repeated indices
+    included), so sparse would rarely pay, and the policy would densify most sums. The
+    table checks that the rules' sparse paths are right and keep sparsity; the policy is
+    checked in tests/test_sparse_cost.py, at sizes where it matters.
+    """
+    monkeypatch.setattr(sparse, "pays", lambda entries, size: True)
+
+
+@pytest.mark.usefixtures("sparse_always_pays")
 @pytest.mark.parametrize(("name", "order"), ORDERS)
 def test_sparse_rule_matches_dense_path(x64, name, order):
     x, lower, top = _inputs(order)
@@ -168,6 +181,7 @@ def test_every_registered_rule_keeps_sparsity_or_says_why_not():
         assert verdict == "kept" or len(verdict) > len("densified: ") + 10, (primitive, verdict)
 
 
+@pytest.mark.usefixtures("sparse_always_pays")
 def test_a_new_unary_rule_keeps_sparsity(x64):
     """A unary primitive registered like the built-in ones keeps sparse inputs sparse."""
     from stde.rules import elementwise
