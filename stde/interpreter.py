@@ -1,6 +1,7 @@
 """The jaxpr interpreter: walks equations and dispatches each to its registered rule.
 
-It names no primitive. Equations whose operands are all constants are evaluated as
+It names no primitive. Equations that no output depends on are skipped
+(:func:`live_equations`). Equations whose operands are all constants are evaluated as
 plain JAX; every other equation goes to the rule from :mod:`stde.rules.registry`, or to
 the nested-JVP fallback of :mod:`stde.rules.fallback` when none is registered. Operands
 with sparse lower coefficients (:mod:`stde.sparse`) go to the primitive's sparse-aware
@@ -56,7 +57,7 @@ class Interpreter:
 
         env.update(zip(jaxpr.constvars, map(self.constant, consts)))
         env.update(zip(jaxpr.invars, inputs, strict=True))
-        for eqn in jaxpr.eqns:
+        for eqn in live_equations(jaxpr):
             with eqn.ctx.manager:
                 outputs = self.apply(eqn, [read(v) for v in eqn.invars])
             env.update(zip(eqn.outvars, outputs, strict=True))
@@ -70,6 +71,29 @@ class Interpreter:
             return [self.constant(o) for o in (out if primitive.multiple_results else [out])]
         out = rule_for(primitive, operands)(self, operands, **eqn.params)
         return list(out) if primitive.multiple_results else [out]
+
+
+def live_equations(jaxpr: Jaxpr) -> list[JaxprEqn]:
+    """The equations that ``jaxpr``'s outputs depend on, or that have effects, in order.
+
+    A traced function often computes values it does not return (an ``aux`` output split
+    off by ``has_aux``, a discarded intermediate); ``jax.jit`` drops them in XLA, but an
+    eager evaluation would push jets through them. Nested jaxprs are kept whole.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> closed = jax.make_jaxpr(lambda x: (jnp.exp(x), jnp.sin(x))[1])(1.0)
+      >>> [eqn.primitive.name for eqn in live_equations(closed.jaxpr)]
+      ['sin']
+
+    """
+    live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            kept.append(eqn)
+            live.update(v for v in eqn.invars if not isinstance(v, Literal))
+    return kept[::-1]
 
 
 def rule_for(primitive: Any, operands: list[JetValue]) -> Any:

@@ -233,7 +233,9 @@ def split_aux(f: Callable[..., Any], has_aux: bool
     With ``has_aux``, ``f`` returns a pair ``(output, aux)``, as for
     ``jax.grad(f, has_aux=True)``: operators differentiate ``output`` and return ``aux``
     beside their result (:func:`attach_aux`). ``aux_of`` is a plain call of ``f``; under
-    ``jit`` XLA computes once what that call and the jets' primal pass compute alike.
+    ``jit`` XLA computes once what that call and the jets' primal pass compute alike, and
+    eagerly the jets skip what only ``aux`` needs (the interpreter drops equations no
+    output depends on), so ``aux`` costs one primal evaluation.
     Without ``has_aux``: ``(f, None)``.
 
     Example:

@@ -195,6 +195,19 @@ def test_primitive_without_jvp_raises_naming_it():
     assert isinstance(error.value, NotImplementedError)
 
 
+def test_values_nothing_returned_depends_on_are_not_interpreted():
+    """Unused equations are skipped, eagerly too: here a rule-less primitive's result is
+    discarded, or only returned as ``has_aux``'s aux (a plain call computes that)."""
+    x = jnp.array([0.1, 0.2])
+    _, (y1,), _ = stde.collapsed_jet(lambda x: (NO_JVP.bind(x), jnp.sin(x))[1], (x,),
+                                     ((jnp.ones((1, 2)),),), (jnp.zeros(2),))
+    np.testing.assert_allclose(y1, jnp.cos(x)[None])
+    laplacian, aux = stde.laplacian(lambda x: (jnp.sin(x).sum(), NO_JVP.bind(x)),
+                                    has_aux=True)(x)
+    np.testing.assert_allclose(laplacian, -jnp.sin(x).sum())
+    np.testing.assert_allclose(aux, jnp.sinh(x))
+
+
 def test_primitive_without_jvp_is_fine_on_constants():
     x = jnp.array([0.1, 0.2])
     c = jnp.array([1.0, -1.0])
