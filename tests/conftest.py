@@ -1,6 +1,7 @@
 """Shared fixtures: float64 where a test needs it (never globally at import), strict modes."""
 
 import contextlib
+import os
 from collections.abc import Iterator
 from unittest import mock
 
@@ -23,6 +24,24 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     del config
     jax.config.update("jax_default_matmul_precision", "highest")
+    _fast_compiles()
+
+
+def _fast_compiles() -> None:
+    """XLA's CPU backend at LLVM optimisation level 1, unless ``XLA_FLAGS`` sets one.
+
+    The suite compiles thousands of small programs, and LLVM's passes are most of their
+    compile time while buying nothing at these sizes (``tests/rules/test_structural.py``:
+    50 s at the default level, 38 s at level 1). Level 0 saves a little more, but a
+    jitted oracle then finds no entry equal to a vector's maximum (JAX's JVP of
+    ``reduce_max`` divides by that count) for one random program. XLA reads the flag
+    when its backend starts, which no test has done yet here; xdist workers inherit it.
+    Subprocesses that set ``XLA_FLAGS`` themselves (multi-device tests) compile as
+    users do.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

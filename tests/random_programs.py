@@ -146,7 +146,8 @@ def _minus_half_max(h: Array) -> Array:
     5100 (jax 0.10) in one long run and not in fresh processes later; the likely cause
     is XLA recomputing the operand in another fusion with other rounding (e.g. a fused
     multiply-add), so that no entry equals the maximum and the JVP is 0/0. The barrier
-    keeps one copy; stde picks the maximum by ``argmax``.
+    keeps one copy. stde takes the same mean over the entries equal to the maximum, and
+    always counts the one ``argmax`` picks.
     """
     h = lax.optimization_barrier(h)
     return h - 0.5 * jnp.max(h)

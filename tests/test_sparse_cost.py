@@ -90,7 +90,7 @@ def test_a_sum_of_scalars_sliced_one_by_one_builds_no_growing_index_list(x64):
     merging index lists term by term grew them to one entry per coordinate, a
     ``(D, 2D)`` array at the end (and ``O(D³)`` work in all). A sum with an entry per
     element or more is dense (:func:`stde.sparse.pays`)."""
-    dim = 60
+    dim = 30
     weights = np.cos(np.arange(dim))
 
     def f(x):

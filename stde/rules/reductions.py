@@ -94,12 +94,16 @@ def _take(indices: Array, axis: int, c: Array) -> Array:
     return jnp.take_along_axis(c, indices, axis=axis, mode="promise_in_bounds")
 
 
-def reduce_chooser_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue], *,
-                        axes: Sequence[int], **params: Any) -> JetValue:
+def reduce_chooser_rule(primitive: Any, chooser: Callable[..., Array], ctx: Context,
+                        inputs: Sequence[JetValue], *, axes: Sequence[int],
+                        **params: Any) -> JetValue:
     """``reduce_max``/``reduce_min``: the coefficients of the chosen entry.
 
     Where several entries attain the extremum, the mean of their coefficients, as JAX's
-    JVP of these reductions (and so ``jax.hessian``) takes it.
+    JVP of these reductions (and so ``jax.hessian``) takes it. The entry ``chooser``
+    (``jnp.argmax``/``jnp.argmin``) picks is always among them: should XLA compute the
+    operand twice with other rounding, no entry might equal the extremum, and JAX's
+    JVP divides by that count of zero.
     """
     (x,) = inputs
     primal_out = bind_equation(primitive, {"axes": axes, **params}, x.primal)
@@ -112,7 +116,10 @@ def reduce_chooser_rule(primitive: Any, ctx: Context, inputs: Sequence[JetValue]
     def flat(c: Array) -> Array:  # reduced axes moved last and merged
         return jnp.transpose(c, order).reshape((*np.shape(primal_out), size))
 
-    chosen = flat(x.primal) == primal_out[..., None]
+    values = flat(x.primal)
+    first = lax.broadcasted_iota(np.int32, values.shape, values.ndim - 1) == chooser(
+        values, axis=-1, keepdims=True)
+    chosen = (values == primal_out[..., None]) | first
     count = chosen.sum(-1)
 
     def mean_of_chosen(c: Array) -> list[Array]:
@@ -220,9 +227,9 @@ def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
 
 
 _CHOOSES = "takes the coefficients of entries chosen by primal value, from dense arrays"
-register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p),
+register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax),
          sparse=_CHOOSES)
-register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p),
+register(lax.reduce_min_p, functools.partial(reduce_chooser_rule, lax.reduce_min_p, jnp.argmin),
          sparse=_CHOOSES)
 register(lax.sort_p, sort_rule, sparse=_CHOOSES)
 register(lax.top_k_p, top_k_rule, sparse=_CHOOSES)

@@ -52,7 +52,8 @@ def test_laplacian_at_ties_equals_hessian(name):
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", ["maximum", "minimum_constant", "clip", "abs", "reduce_min",
+                                  "six_way_tie"])
 def test_higher_orders_at_ties_match_nested_jacfwd(name):
     check_collapsed(CASES[name], [X], 3, 2, jax.random.PRNGKey(3))
 
