@@ -117,8 +117,8 @@ def reduce_chooser_rule(primitive: Any, chooser: Callable[..., Array], ctx: Cont
         return jnp.transpose(c, order).reshape((*np.shape(primal_out), size))
 
     values = flat(x.primal)
-    first = lax.broadcasted_iota(np.int32, values.shape, values.ndim - 1) == chooser(
-        values, axis=-1, keepdims=True)
+    index = chooser(values, axis=-1, keepdims=True)
+    first = lax.broadcasted_iota(index.dtype, values.shape, values.ndim - 1) == index
     chosen = (values == primal_out[..., None]) | first
     count = chosen.sum(-1)
 
