@@ -141,9 +141,15 @@ def sparse_always_pays(monkeypatch):
     Its shapes are small (``D = 6`` with three entries per direction, repeated indices
     included), so sparse would rarely pay, and the policy would densify most sums. The
     table checks that the rules' sparse paths are right and keep sparsity; the policy is
-    checked in tests/test_sparse_cost.py, at sizes where it matters.
+    checked in tests/test_sparse_cost.py, at sizes where it matters. JAX's caches are
+    cleared on both sides: a ``jit`` body traced under one policy must not be reused
+    under the other.
     """
+    jax.clear_caches()
     monkeypatch.setattr(sparse, "pays", lambda entries, size: True)
+    yield
+    monkeypatch.undo()
+    jax.clear_caches()
 
 
 @pytest.mark.usefixtures("sparse_always_pays")
