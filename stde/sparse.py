@@ -235,11 +235,15 @@ def times_lower(u: Any, v: Any) -> Any:
 def plus(u: Any, v: Any, sign: int = 1) -> Any:
     """``u + sign · v`` of lower coefficients of one shape, at least one sparse.
 
-    Two sparse ones merge their index lists (:func:`add`); a dense one densifies the sum.
+    Two sparse ones merge their index lists (:func:`add`) while the merged list has fewer
+    entries than elements (:func:`pays`; e.g. a sum of scalars sliced out of ``x`` one by
+    one, ``Σ_i c_i x[i]``, would grow its list with every term); otherwise, or with a
+    dense one, the sum is dense.
     """
     if indexed.is_indexed(u) or indexed.is_indexed(v):
         return indexed.plus(u, v, sign)
-    if is_sparse(u) and is_sparse(v):
+    if is_sparse(u) and is_sparse(v) and (
+            u.indices is v.indices or pays(u.indices.shape[1] + v.indices.shape[1], u.size)):
         return add(u, v, sign)
     u, v = densify(u), densify(v)
     return u + v if sign > 0 else u - v
@@ -294,18 +298,11 @@ def broadcast_to(c: SparseCoefficient, shape: tuple[int, ...]) -> SparseCoeffici
     return broadcast_in_dim(c, shape, tuple(range(lead, len(shape))))
 
 
-def add(a: SparseCoefficient, b: SparseCoefficient, sign: int = 1) -> Any:
-    """``a + sign · b`` for two sparse coefficients of one shape (index lists merged).
-
-    Merged lists with an entry per element or more (:func:`pays`; e.g. a sum of scalars
-    sliced out of ``x`` one by one, ``Σ_i c_i x[i]``, whose list would grow with every
-    term) give a dense ``(R, *S)`` array instead.
-    """
+def add(a: SparseCoefficient, b: SparseCoefficient, sign: int = 1) -> SparseCoefficient:
+    """``a + sign · b`` for two sparse coefficients of one shape (index lists merged)."""
     values = b.values if sign > 0 else -b.values
     if a.indices is b.indices:
         return a.with_entries(a.indices, a.values + values, distinct=a.distinct and b.distinct)
-    if not pays(a.indices.shape[1] + b.indices.shape[1], a.size):
-        return densify(a) + densify(b.with_entries(b.indices, values))
     return a.with_entries(jnp.concatenate([a.indices, b.indices], axis=1),
                           jnp.concatenate([a.values, values], axis=1), distinct=False)
 

@@ -46,16 +46,17 @@ def blend(ctx: Context, primal: Array, weighted: Sequence[tuple[Array, JetValue]
 
     """
     shape = np.shape(primal)
+    weights = [jnp.broadcast_to(weight, shape) for weight, _ in weighted]
     coefficients: list[Any] = [primal]
     for k in range(1, ctx.order + 1):
         directions = series.has_directions(k, ctx.order)
         parts = []
-        for weight, x in weighted:
+        for weight, (_, x) in zip(weights, weighted):
             c = x.coefficients[k]
             if c is None:
                 continue
             c = broadcast_coefficient(c, k, ctx.order, shape)
-            w = jnp.broadcast_to(weight, shape).astype(c.dtype)
+            w = weight.astype(c.dtype)
             w = w[None] if directions else w
             parts.append(jnp.where(w != 0, w * c, jnp.zeros((), c.dtype)))
         coefficients.append(functools.reduce(jnp.add, parts) if parts else None)
