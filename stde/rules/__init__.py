@@ -6,6 +6,7 @@ Importing this package registers every built-in rule. Add your own with
 
 from stde.rules import (  # noqa: F401  (registers)
     arithmetic,
+    collectives,
     control_flow,
     elementwise,
     expansions,
