@@ -10,8 +10,10 @@ curve's coefficients: ``D_k(x0, .., x_k)`` is the JVP of ``D_{k-1}`` at
 factorisation, say) is done once, not once per direction. The linear part is one JVP at
 ``x0`` along the summed top coefficients, so the result is collapsed (docs/design.md,
 "Conventions"). The cost is exponential in ``K`` but the result is exact for any
-primitive JAX can differentiate; a one-time warning names the primitive. A primitive
-without a JVP rule raises :class:`UnsupportedPrimitiveError` naming it.
+primitive JAX can differentiate; a one-time warning names the primitive when nested JVPs
+run (not for a primitive without floating results, such as ``jax.debug.print``'s,
+which is only evaluated). A primitive without a JVP rule raises
+:class:`UnsupportedPrimitiveError` naming it.
 
 Operands without coefficients (weights, integer indices) stay at their primal values;
 integer and boolean results are constants; primitives without a batching rule are
@@ -74,7 +76,7 @@ def _is_batchable(primitive: Primitive) -> bool:
 
 
 def fallback_rule(primitive: Primitive) -> Callable[..., Any]:
-    """The nested-JVP rule for ``primitive``, warning once per primitive name.
+    """The nested-JVP rule for ``primitive``, warning once per primitive name when it runs.
 
     Raises:
       UnsupportedPrimitiveError: ``primitive`` has no JVP rule either.
@@ -97,8 +99,7 @@ def fallback_rule(primitive: Primitive) -> Callable[..., Any]:
             f"give the primitive a JVP rule (jax.interpreters.ad.primitive_jvps) to use "
             f"the nested-JVP fallback."
         )
-    _warn_once(primitive.name)
-    return jvp_rule(primitive)
+    return functools.partial(_nested_jvp_rule, primitive, True)
 
 
 def rule_or_fallback(primitive: Primitive) -> Callable[..., Any]:
@@ -128,7 +129,7 @@ def jvp_rule(primitive: Primitive) -> Callable[..., Any]:
       (2.0, 0.0)
 
     """
-    return functools.partial(_nested_jvp_rule, primitive)
+    return functools.partial(_nested_jvp_rule, primitive, False)
 
 
 _interpreting_jvp_rule = contextvars.ContextVar("stde_interpreting_jvp_rule", default=False)
@@ -247,8 +248,8 @@ def _linear_part(primitive: Primitive, params: dict[str, Any], inputs: Sequence[
     return outs, linear_tops, [n for n, o in enumerate(outs) if is_float(o)]
 
 
-def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetValue],
-                     **params: Any) -> Any:
+def _nested_jvp_rule(primitive: Primitive, warn: bool, ctx: Context,
+                     inputs: Sequence[JetValue], **params: Any) -> Any:
     order = ctx.order
     primals = [x.primal for x in inputs]
     outs, linear_tops, floating = _linear_part(primitive, params, inputs)
@@ -258,6 +259,8 @@ def _nested_jvp_rule(primitive: Primitive, ctx: Context, inputs: Sequence[JetVal
     lowers_flat = [c for i in moving for c in inputs[i].lower]
     derivatives: list[list[Any]] | None = None
     if moving and floating:
+        if warn:
+            _warn_once(primitive.name)
         on_moving = bind_at(primitive, params, primals, moving)
 
         def along_curve(*lowers: Any) -> list[list[Any]]:

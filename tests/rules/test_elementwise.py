@@ -375,4 +375,6 @@ def test_moving_shape_parameter_is_left_to_the_fallback(monkeypatch):
         jax.jit(lambda a: stde.jet(lambda a: gammainc(a, 2.0), (a,), ((ones, zeros),)))(a)
     with pytest.raises(ValueError, match="Betainc gradient"):
         jax.jit(lambda b: stde.jet(lambda b: betainc(2.0, b, 0.3), (b,), ((ones,),)))(a)
-    assert set(fell_back) == {"igamma", "regularized_incomplete_beta"}
+    # betainc's 1-jet is the one JVP of the linear part, JAX's error included: no nested
+    # JVPs ran for it, so the fallback did not warn.
+    assert set(fell_back) == {"igamma"}

@@ -166,6 +166,30 @@ def test_warns_exactly_once_naming_the_primitive():
     assert "stde.rules.register" in str(_warnings_naming(record, name)[0].message)
 
 
+def test_debug_callbacks_run_once_per_call_without_a_warning(x64):
+    """jax.debug.print and jax.debug.callback have no Taylor rule and no floating result:
+    the fallback evaluates them, once per call as under jax.hessian, and says nothing (it
+    warned of exponential cost before)."""
+    seen = []
+
+    def f(x):
+        jax.debug.callback(lambda s: seen.append(float(s)), jnp.sum(x))
+        jax.debug.print("stde test: |x|² = {s}", s=x @ x)
+        return jnp.sum(jnp.sin(x) ** 2)
+
+    x = jnp.array([0.1, -0.4, 0.7])
+    want = jnp.trace(jax.hessian(f)(x))
+    with forbid_fallback():
+        got = stde.laplacian(f)(x)
+        jax.effects_barrier()
+        assert seen == pytest.approx([float(jnp.sum(x))] * 2)   # jax.hessian's and stde's
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(jax.jit(stde.jet, static_argnums=0)(
+            f, (x,), ((x, 0 * x, 0 * x, 0 * x),))[1][3], jnp.einsum(
+                "ijkl,i,j,k,l", jax.jacfwd(jax.jacfwd(jax.hessian(f)))(x), x, x, x, x),
+            rtol=1e-10)
+
+
 def test_registered_rule_replaces_the_fallback():
     primitive = _unary_primitive("stde_test_registered", jnp.sinh, jnp.cosh, batchable=True)
     calls = []
