@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from unittest import mock
 
@@ -36,12 +38,23 @@ def _fast_compiles() -> None:
     tolerance. (One random program's jitted oracle, JAX's JVP of ``reduce_max``, then
     returns NaN; it runs with ``-m slow``, as the other programs the harness once failed
     on.) XLA reads the flag when its backend starts, which no test has done yet here;
-    xdist workers inherit it. Subprocesses that set ``XLA_FLAGS`` themselves
-    (multi-device tests) compile as users do.
+    xdist workers inherit it, and so do pytest runs in subprocesses
+    (:func:`on_two_cpu_devices`). The distributed tests' processes set it themselves.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
+def on_two_cpu_devices(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Runs ``python *args`` with two CPU devices (the flag must precede JAX's start).
+
+    ``env`` adds variables to the process's environment.
+    """
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu", **env)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,9 +6,6 @@ starts, so the ``pmap`` variants (skipped on one device) and a sharded ``jit`` r
 subprocesses with two CPU devices.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import chex
@@ -17,6 +14,7 @@ import jax.numpy as jnp
 
 import stde
 from stde.pinn.harness import init_mlp, mlp
+from tests.conftest import on_two_cpu_devices
 
 
 def laplacian(f, x):
@@ -104,23 +102,15 @@ _NAMED_SHARDING = textwrap.dedent("""
 """)
 
 
-def _on_two_cpu_devices(*args):
-    """Runs ``python *args`` with two CPU devices (the flag must precede JAX's start)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-def test_pmap_variants_on_two_cpu_devices():
+def test_pmap_variantson_two_cpu_devices():
     """The ``with_pmap`` variants, skipped on one device, run over two devices."""
-    result = _on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                 "-rs", f"{__file__}::TransformationTest", "-k", "with_pmap")
+    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                                "-rs", f"{__file__}::TransformationTest", "-k", "with_pmap")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "5 passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
 
 
-def test_named_sharding_on_two_cpu_devices():
-    result = _on_two_cpu_devices("-c", _NAMED_SHARDING)
+def test_named_shardingon_two_cpu_devices():
+    result = on_two_cpu_devices("-c", _NAMED_SHARDING)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "named sharding ok" in result.stdout

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jax._src import core
 from jax._src.lax import parallel
 from jax.sharding import PartitionSpec
 
-from stde.core import Context, JetValue, instantiate
+from stde.core import Context, JetValue, instantiate, is_float
 from stde.rules import series
 from stde.rules.linear import register_linear
 from stde.rules.registry import register
@@ -65,7 +64,7 @@ def shard_map_rule(ctx: Context, inputs: Sequence[JetValue], *, jaxpr: Any, mesh
             if c is not None:
                 flat.append(c)
                 flat_specs.append(coefficient_spec(spec, k, order))
-    float_out = [jnp.issubdtype(v.aval.dtype, jnp.inexact) for v in jaxpr.outvars]
+    float_out = [is_float(v.aval) for v in jaxpr.outvars]
 
     def body(*blocks: Any) -> tuple[Any, ...]:
         remaining = iter(blocks)

@@ -6,8 +6,6 @@ two forced CPU devices, where they sum, gather and move blocks for real.
 """
 
 import os
-import subprocess
-import sys
 import warnings
 
 import jax
@@ -20,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 import stde
 import stde.operators as ops
+from tests.conftest import on_two_cpu_devices
 
 D = 8
 
@@ -149,13 +148,9 @@ def test_on_two_devices():
     """The tests above, in a process with two CPU devices: collectives that act."""
     if jax.device_count() > 1:
         pytest.skip("this process already has several devices")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", STDE_TEST_DEVICES="2",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2 "
-                         "--xla_backend_optimization_level=0")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__,
-         "-k", "not test_on_two_devices"], env=env, capture_output=True, text=True,
-        timeout=300)
+    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                                __file__, "-k", "not test_on_two_devices",
+                                STDE_TEST_DEVICES="2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
 
