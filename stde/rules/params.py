@@ -10,15 +10,17 @@ such parameters only through the functions here, so each difference is handled o
   for inlining while tracing.
 * ``call_hi_primitive`` (JAX 0.11+) carries "high-level" primitives such as
   ``lax.custom_root``, which JAX 0.10 expressed as a ``custom_jvp_call``.
+* ``reduce``: its reducer ``jaxpr`` was a ``ClosedJaxpr`` (JAX 0.10) and is an open
+  ``Jaxpr`` (JAX 0.12).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from jax.extend.core import Primitive
+from jax.extend.core import ClosedJaxpr, Primitive, jaxpr_as_fun
 
 
 def scan_counts(params: Mapping[str, Any]) -> tuple[int, int]:
@@ -67,3 +69,19 @@ def call_hi_primitive() -> Primitive | None:
         return importlib.import_module("jax._src.hijax").call_hi_primitive_p
     except (ImportError, AttributeError):
         return None
+
+
+def reducer(params: Mapping[str, Any]) -> Callable[..., list[Any]]:
+    """The reducer of a ``reduce`` equation as a function of ``2n`` scalars to ``n``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> eqn = jax.make_jaxpr(lambda x: jax.lax.reduce(
+      ...     (x, x), (0.0, 1.0), lambda a, b: (a[0] + b[0], a[1] * b[1]), (0,)))(
+      ...     jnp.ones(3)).eqns[-1]
+      >>> [float(y) for y in reducer(eqn.params)(2.0, 3.0, 4.0, 5.0)]
+      [6.0, 15.0]
+
+    """
+    jaxpr = params["jaxpr"]
+    return jaxpr_as_fun(jaxpr if isinstance(jaxpr, ClosedJaxpr) else ClosedJaxpr(jaxpr, ()))

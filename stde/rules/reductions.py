@@ -1,6 +1,6 @@
-"""Reductions, scans, sorting, pooling and scatters: selections and products.
+"""Reductions, scans, sorting, pooling and scatters: selections, products, any reducer.
 
-Two kinds of primitive live here.
+Three kinds of primitive live here.
 
 * **Locally linear** (max/min reductions, ``cummax``, ``sort``, ``top_k``, max pooling,
   overwriting scatters, ...): on each piece, chosen by the primal, the output is a fixed
@@ -15,6 +15,10 @@ Two kinds of primitive live here.
   as a log-depth composition of primitives that have rules (``mul`` through
   :func:`stde.rules.series.leibniz`, slicing, ``exp``/``log``) and interpreted on the
   jets (:func:`evaluate_composition`). Products stay exact where entries are zero.
+* **Reductions by any reducer** (``reduce``: ``lax.reduce`` of several operands, or a
+  reducer JAX does not turn into ``reduce_sum`` and the like): the products' log-depth
+  tree with the reducer itself as the combining step, interpreted on the jets
+  (:func:`reduce_rule`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from jax._src.pjit import reshard_p
 
 from stde.core import Array, Context, JetValue, bind_at, bind_equation, is_float
 from stde.rules.linear import map_coefficients, register_linear
+from stde.rules.params import reducer
 from stde.rules.registry import register
 
 """``linear_map(*coefficients) -> outputs``: one entry per result, ``None`` for non-float."""
@@ -154,6 +159,34 @@ def top_k_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[
 # --- products: reduce_prod, cumprod, cumlogsumexp, scatter_mul -----------------------------
 
 
+def tree_reduce(combine: Callable[..., list[Array]], operands: Sequence[Array],
+                axes: Sequence[int]) -> list[Array]:
+    """``operands`` reduced over ``axes`` by a log-depth tree of pairwise ``combine``.
+
+    ``combine(*firsts, *seconds)`` combines two equal-shaped halves of every operand
+    elementwise and returns one array per operand. Halves are combined until one entry
+    is left (an odd entry waits for the next level), so the tree has no identity
+    element and the reduced axes must not be empty.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> [y.tolist() for y in tree_reduce(lambda a, b: [a + b], [jnp.ones((5, 2))], (0,))]
+      [[5.0, 5.0]]
+
+    """
+    x = operands[0]
+    kept = [d for d in range(x.ndim) if d not in axes]
+    out_shape = tuple(x.shape[d] for d in kept)
+    xs = [jnp.transpose(x, (*axes, *kept)).reshape((-1, *out_shape)) for x in operands]
+    while xs[0].shape[0] > 1:
+        count = xs[0].shape[0]
+        half = count // 2
+        paired = combine(*(x[:half] for x in xs), *(x[half:2 * half] for x in xs))
+        xs = [lax.concatenate([p, x[2 * half:]], 0) if count % 2 else p
+              for p, x in zip(paired, xs)]
+    return [x[0] for x in xs]
+
+
 def tree_product(x: Array, axes: Sequence[int]) -> Array:
     """``prod(x, axes)`` as a log-depth tree of pairwise products (no division).
 
@@ -163,16 +196,9 @@ def tree_product(x: Array, axes: Sequence[int]) -> Array:
       [5040.0]
 
     """
-    kept = [d for d in range(x.ndim) if d not in axes]
-    out_shape = tuple(x.shape[d] for d in kept)
-    x = jnp.transpose(x, (*axes, *kept)).reshape((-1, *out_shape))
-    if x.shape[0] == 0:
-        return jnp.ones(out_shape, x.dtype)
-    while x.shape[0] > 1:
-        half = x.shape[0] // 2
-        paired = x[:half] * x[half:2 * half]
-        x = lax.concatenate([paired, x[2 * half:]], 0) if x.shape[0] % 2 else paired
-    return x[0]
+    if any(x.shape[d] == 0 for d in axes):
+        return jnp.ones([n for d, n in enumerate(x.shape) if d not in axes], x.dtype)
+    return tree_reduce(lambda a, b: [a * b], [x], axes)[0]
 
 
 def _log_add_exp(a: Array, b: Array) -> Array:
@@ -226,6 +252,63 @@ def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     return evaluate_composition(ctx, product, inputs)[0]
 
 
+# --- reduce with any reducer --------------------------------------------------------------
+
+
+def _elementwise(scalar_reducer: Callable[..., list[Array]]) -> Callable[..., list[Array]]:
+    """A reducer of scalars applied entry by entry to equal-shaped arrays."""
+    def combine(*xs: Array) -> list[Array]:
+        outs = jax.vmap(scalar_reducer)(*(x.reshape(-1) for x in xs))
+        return [o.reshape(xs[0].shape) for o in outs]
+    return combine
+
+
+def reduce_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """``reduce`` with any reducer (``lax.reduce`` of several operands, or of a new monoid).
+
+    The coefficients are those of a log-depth tree of the reducer applied pairwise
+    (:func:`tree_reduce`) and then once with the initial values, interpreted with the
+    rules of the reducer's primitives; the primal is the primitive's own. XLA asks the
+    initial values to be the reducer's identity, and then the tree equals the reduction
+    (JAX's JVP rule differentiates the same tree); an empty reduction is its initial
+    values. Initial values that move with the input are refused, as by JAX's JVP: they
+    would not be an identity.
+
+    Raises:
+      NotImplementedError: an initial value carries Taylor coefficients.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> def sums(x):   # a two-operand reduction: Σ x and Σ x²
+      ...     return jax.lax.reduce((x, x * x), (0.0, 0.0),
+      ...                           lambda a, b: (a[0] + b[0], a[1] + b[1]), (0,))
+      >>> float(stde.laplacian(lambda x: sums(x)[1])(jnp.ones(3)))
+      6.0
+
+    """
+    count = len(inputs) // 2
+    if any(not x.is_constant for x in inputs[count:]):
+        raise NotImplementedError(
+            "stde: lax.reduce with initial values that depend on the input has no Taylor "
+            "coefficients (XLA asks the initial value to be the reducer's identity); "
+            "reduce with a constant identity and combine the result with the moving value.")
+    combine = _elementwise(reducer(params))
+    axes = tuple(params["dimensions"])
+
+    def reduction(*args: Array) -> list[Array]:
+        operands, initial = args[:count], args[count:]
+        shape = [n for d, n in enumerate(np.shape(operands[0])) if d not in axes]
+        initial = [jnp.broadcast_to(i, shape) for i in initial]
+        if any(np.shape(operands[0])[d] == 0 for d in axes):
+            return initial
+        return combine(*tree_reduce(combine, operands, axes), *initial)
+
+    outs = evaluate_composition(ctx, reduction, inputs)
+    primals = bind_equation(lax.reduce_p, params, *(x.primal for x in inputs))
+    return [JetValue(p, o.lower, o.summed) for p, o in zip(primals, outs)]
+
+
 _CHOOSES = "takes the coefficients of entries chosen by primal value, from dense arrays"
 register(lax.reduce_max_p, functools.partial(reduce_chooser_rule, lax.reduce_max_p, jnp.argmax),
          sparse=_CHOOSES)
@@ -239,6 +322,7 @@ register(lax.cumprod_p, functools.partial(composition_rule, _cumulative(lax.mul)
 register(lax.cumlogsumexp_p, functools.partial(composition_rule, _cumulative(_log_add_exp)),
          sparse=True)
 register(lax.scatter_mul_p, scatter_mul_rule, sparse=True)
+register(lax.reduce_p, reduce_rule, sparse=True)
 for _primitive in (
     lax.cummax_p, lax.cummin_p, lax.reduce_window_max_p, lax.reduce_window_min_p,
     lax.scatter_p, lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,

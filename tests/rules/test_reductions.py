@@ -7,10 +7,12 @@ import pytest
 from jax import lax
 
 import stde
+from tests.conftest import forbid_fallback
 from tests.oracle import (
     assert_jet_matches_jax,
     backend_tolerance,
     case_tests,
+    check_collapsed_against,
     collapsed,
     random_directions,
 )
@@ -34,6 +36,26 @@ def max_pool(x, window=(2, 2), strides=(2, 2), padding="VALID"):
 def min_pool(x):
     return lax.reduce_window(x, jnp.inf, lax.min, (2, 3), (1, 1), "SAME",
                              window_dilation=(1, 2))
+
+
+def sums_of_powers(x, axes=(1,)):
+    """``lax.reduce`` of two operands (JAX's ``reduce``, not ``reduce_sum``): Σ sin(x)·x, Σ x²."""
+    return jnp.stack(lax.reduce((jnp.sin(x) * x, x * x), (0.0, 0.0),
+                                lambda a, b: (a[0] + b[0], a[1] + b[1]), axes))
+
+
+def reduce_logaddexp(x):
+    """A reducer JAX does not recognise as a monoid (odd count: 5 entries reduced)."""
+    return lax.reduce(jnp.sin(x) * x, -jnp.inf, jnp.logaddexp, (0,))
+
+
+def max_with_index(x):
+    """A variadic arg-max reduction: the maximum's value and its (integer) position."""
+    def larger(a, b):
+        first = a[0] >= b[0]
+        return lax.select(first, a[0], b[0]), lax.select(first, a[1], b[1])
+    position = lax.broadcasted_iota(jnp.int32, x.shape, 1)
+    return lax.reduce((x, position), (-jnp.inf, jnp.int32(0)), larger, (1,))
 
 
 def layer_norm(x, eps=1e-5):
@@ -107,6 +129,9 @@ CASES = [
         jnp.sin(x).at[jnp.array([0, 2, 0])].max(jnp.exp(x) - 1.5),
         jnp.cos(x).at[jnp.array([1, 0])].min(x[1:] * x[1:] - 0.5, unique_indices=True)]),
      lambda: (normal((3, 2)),), 1, 1),
+    ("reduce_two_operands", sums_of_powers, lambda: (normal((3, 4)),), 3, 2),
+    ("reduce_all_axes", lambda x: sums_of_powers(x, (0, 1)), lambda: (normal((3, 3)),), 5, 3),
+    ("reduce_logaddexp", reduce_logaddexp, lambda: (normal((5, 2)),), 6, 2),
     ("stack_unstack", lambda x: jnp.stack([*lax.unstack(jnp.sin(x), axis=1), x[:, 0] ** 2]),
      lambda: (normal((3, 2)),), 3, 2),
 ]
@@ -171,6 +196,54 @@ def test_empty_reduction_is_a_constant(x64):
     assert np.all(np.isneginf(primal))
     np.testing.assert_array_equal(y1, 0.0)
     np.testing.assert_array_equal(y2, 0.0)
+
+
+def test_reduce_with_one_operand_linear_in_x(x64):
+    # x's second coefficient is a symbolic zero; x²'s is not. The nested-JVP fallback
+    # (JAX's JVP of `reduce`) failed on the zero tangent ("Zero ... passed to reshape").
+    def f(x):
+        total, squares = lax.reduce((x, x * x), (0.0, 0.0),
+                                    lambda a, b: (a[0] + b[0], a[1] + b[1]), (0,))
+        return squares ** 2 + total
+    x = normal((4,))
+    want = jnp.trace(jax.hessian(f)(x))
+    with forbid_fallback():
+        np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), want, rtol=1e-12)
+        _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)   # indexed directions
+    np.testing.assert_allclose(laplacian, want, rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-12)
+
+
+def test_variadic_arg_max_reduction(x64):
+    # JAX's own JVP of this `reduce` fails (the integer operand's zero tangent), so the
+    # oracle is the same maximum through `reduce_max` and `argmax`.
+    def f(x):
+        value, position = max_with_index(jnp.sin(x) * x)
+        return value * position
+    def reference(x):
+        y = jnp.sin(x) * x
+        return jnp.max(y, axis=1) * jnp.argmax(y, axis=1)
+    x = normal((3, 5))
+    with forbid_fallback():
+        check_collapsed_against(f, reference, [x], 3, 2, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(jnp.asarray(stde.jet(lambda x: max_with_index(x)[1], (x,),
+                                                       ((x,),))[0]),
+                                  jnp.argmax(x, axis=1))
+
+
+def test_reduce_of_nothing_is_its_initial_values(x64):
+    x = normal((0, 3))
+    primal, (y1, y2) = stde.jet(lambda x: sums_of_powers(x, (0,)) + 1.0, (x,),
+                                ((jnp.ones_like(x), jnp.ones_like(x)),))
+    np.testing.assert_array_equal(primal, 1.0)
+    np.testing.assert_array_equal(y1, 0.0)
+    np.testing.assert_array_equal(y2, 0.0)
+
+
+def test_reduce_with_a_moving_initial_value_is_a_clear_error(x64):
+    f = lambda x: lax.reduce(x, x[0], lax.max, (0,))  # noqa: E731
+    with pytest.raises(NotImplementedError, match="initial values that depend on the input"):
+        stde.jet(f, (normal((3,)),), ((jnp.ones(3),),))
 
 
 def test_selection_rules_compose_with_grad_and_vmap(x64):
