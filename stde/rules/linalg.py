@@ -14,6 +14,8 @@ collapsed.
 * ``triangular_solve``: ``op(A0) X_k = B_k - Σ_{j≥1} C(k,j) op(A_j) X_{k-j}`` (or the
   right-sided form), solved by the primitive with the direction axis folded into the
   right-hand side's columns (rows).
+* ``tridiagonal_solve``: ``A0 X_k = B_k - Σ_{j≥1} C(k,j) A_j X_{k-j}`` with ``A_j X``
+  three shifted products of the diagonals, solved by the primitive (no factor to keep).
 * ``cholesky`` (``A = L Lᴴ``): ``Y = L0⁻¹ (A_k - Σ C(k,j) L_j L_{k-j}ᴴ) L0⁻ᴴ``,
   ``L_k = L0 · (strict_lower(Y) + diag(Y)/2)``.
 * ``eigh`` (``A = V diag(w) Vᴴ``): in the eigenbasis ``Ã_k = V0ᴴ A_k V0``,
@@ -270,6 +272,23 @@ def inverse_product(a: Array, b: Array, params: dict[str, Any],
     return matmul(b, inverse, b_directions, False)
 
 
+def as_columns(solve: Callable[[Array], Array], rhs: Array) -> Array:
+    """``solve(B)`` for a left-sided linear solve, each direction of ``rhs`` as columns.
+
+    ``rhs`` leads with the direction axis (``[R, ..., rows, cols]``); one solve takes
+    all directions as ``R·cols`` right-hand sides.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> as_columns(lambda b: b / 2, jnp.ones((3, 4, 5))).shape
+      (3, 4, 5)
+
+    """
+    count, *batch, rows, cols = rhs.shape
+    folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
+    return jnp.moveaxis(solve(folded).reshape(*batch, rows, count, cols), -2, 0)
+
+
 def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> Array:
     """``triangular_solve(a0, rhs)`` with a direction axis on the right-hand side.
 
@@ -283,9 +302,7 @@ def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> A
     if _many_right_hand_sides(a0, rhs, params, count):
         return inverse_product(a0, rhs, params, b_directions=True)
     if params["left_side"]:   # op(A) X = B: directions become extra columns
-        folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
-        out = bind_equation(solve, params, a0, folded)
-        return jnp.moveaxis(out.reshape(*batch, rows, count, cols), -2, 0)
+        return as_columns(lambda b: bind_equation(solve, params, a0, b), rhs)
     folded = jnp.moveaxis(rhs, 0, -3).reshape(*batch, count * rows, cols)   # X op(A) = B
     out = bind_equation(solve, params, a0, folded)
     return jnp.moveaxis(out.reshape(*batch, count, rows, cols), -3, 0)
@@ -395,6 +412,71 @@ def triangular_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: An
                                                            range(k)], matmul)
         rhs = series.sub(b.coefficients[k], rest)
         x.append(_map(rhs, lambda c, d=d: _solve(a.primal, c, d, params)))
+    return JetValue.from_coefficients(x)
+
+
+# -------------------------------------------------------------- tridiagonal_solve
+
+
+def _shift_rows(x: Array, by: int) -> Array:
+    """Rows (axis -2) moved ``by`` places down (up for a negative ``by``), zeros let in."""
+    padding = [(0, 0, 0)] * (x.ndim - 2) + [(by, -by, 0), (0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), padding)
+
+
+def _diagonal_times(by: int) -> series.Product:
+    """``diagonal[..., i] · x[..., i - by, :]``: one diagonal of ``A`` times ``X``."""
+    def product(u: Array, v: Array, u_directions: bool, v_directions: bool) -> Array:
+        return times(u[..., None].astype(v.dtype), _shift_rows(v, by), u_directions,
+                     v_directions)
+    return product
+
+
+def tridiagonal_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
+                           ) -> JetValue:
+    """``tridiagonal_solve``: ``A X = B`` for ``A`` given by its three diagonals.
+
+    ``A0 X_k = B_k - Σ_{j≥1} C(k, j) A_j X_{k-j}``, each ``A_j X`` three shifted
+    products; the primitive solves with ``A0`` and every direction as extra columns.
+    ``dl[0]`` and ``du[-1]`` lie outside ``A`` and are not read, as by the primitive.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> from jax.lax.linalg import tridiagonal_solve
+      >>> dl, d, du = jnp.array([0.0, 1.0]), jnp.array([2.0, 2.0]), jnp.array([1.0, 0.0])
+      >>> f = lambda d: tridiagonal_solve(dl, d, du, jnp.ones((2, 1)))[0, 0]
+      >>> _, (d1,) = stde.jet(f, (d,), ((jnp.array([1.0, 1.0]),),))
+      >>> round(float(d1), 6)                         # x0 = 1 / (3 + t): -1/9
+      -0.111111
+
+    """
+    dl, d, du, b = inputs
+    order = ctx.order
+    inside = jnp.arange(d.primal.shape[-1])
+    first, last = inside == 0, inside == inside.size - 1
+    diagonals = [
+        ([None] + [_map(c, lambda c: jnp.where(first, jnp.zeros((), c.dtype), c))
+                   for c in dl.coefficients[1:]], _diagonal_times(1)),
+        ([None, *d.coefficients[1:]], _diagonal_times(0)),
+        ([None] + [_map(c, lambda c: jnp.where(last, jnp.zeros((), c.dtype), c))
+                   for c in du.coefficients[1:]], _diagonal_times(-1)),
+    ]
+
+    def solve(rhs: Array) -> Array:
+        return bind_equation(lax_linalg.tridiagonal_solve_p, params, dl.primal, d.primal,
+                             du.primal, rhs)
+
+    x: Series = [solve(b.primal)]
+    for k in range(1, order + 1):
+        terms = [(j, comb(k, j)) for j in range(1, k + 1)]
+        rest = None
+        for diagonal, product in diagonals:
+            rest = series.add(rest, series.convolve(diagonal, x, k, order, terms, product))
+        directions = series.has_directions(k, order)
+        x.append(_map(series.sub(b.coefficients[k], rest),
+                      lambda c, directions=directions: as_columns(solve, c) if directions
+                      else solve(c)))
     return JetValue.from_coefficients(x)
 
 
@@ -610,6 +692,7 @@ def svd_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[Je
 
 register(lax_linalg.lu_p, lu_rule)
 register(lax_linalg.triangular_solve_p, triangular_solve_rule)
+register(lax_linalg.tridiagonal_solve_p, tridiagonal_solve_rule)
 register(lax_linalg.cholesky_p, cholesky_rule)
 register(lax_linalg.eigh_p, eigh_rule)
 register(lax_linalg.qr_p, qr_rule)

@@ -319,3 +319,5 @@ densifies(prims.linear_solve_p, "solves for dense coefficients")
 for _primitive in (lax_linalg.lu_p, lax_linalg.triangular_solve_p, lax_linalg.cholesky_p,
                    lax_linalg.eigh_p, lax_linalg.qr_p, lax_linalg.svd_p):
     densifies(_primitive, "a matrix factorisation mixes every entry of its matrix")
+densifies(lax_linalg.tridiagonal_solve_p, "a tridiagonal solve mixes every entry of its "
+                                          "right-hand side's columns")

@@ -70,6 +70,13 @@ def _b() -> jax.Array:
     return jax.random.normal(jax.random.PRNGKey(7), (3, 2), jnp.float64)
 
 
+def _tridiagonal(batch: tuple[int, ...], size: int, columns: int) -> list[jax.Array]:
+    """``dl, d, du, b`` of a diagonally dominant tridiagonal system."""
+    keys = jax.random.split(jax.random.PRNGKey(8), 4)
+    dl, d, du = (jax.random.normal(k, (*batch, size), jnp.float64) for k in keys[:3])
+    return [dl, d + 4.0, du, jax.random.normal(keys[3], (*batch, size, columns), jnp.float64)]
+
+
 def _positive() -> list[jax.Array]:
     return [jnp.array([0.4, 1.3, 2.7], jnp.float64)]
 
@@ -113,6 +120,10 @@ CASES = {
     "complex_eigh": (_hermitian(lambda a: (lambda w, v: _flat(w, _phased(v)))(*jnp.linalg.eigh(a))),
                      lambda: _real(SQUARE, IMAG)),
     "complex_qr": (_complex(lambda a: _flat(*jnp.linalg.qr(a))), lambda: _real(SQUARE, IMAG)),
+    # dl[0] and du[-1] are random too: outside the matrix, read by neither rule nor oracle
+    "tridiagonal": (lax.linalg.tridiagonal_solve, lambda: _tridiagonal((), 4, 3)),
+    "tridiagonal_batched": (lambda dl, d, du, b: lax.linalg.tridiagonal_solve(
+        jnp.sin(dl), d * d, du, b), lambda: _tridiagonal((2,), 5, 1)),
 }
 
 # One (K, R) per case by default; together they cover K = 1..4 and R = 1..5.
@@ -147,8 +158,8 @@ def test_rule_against_oracle_full_grid(name: str, order: int, count: int) -> Non
 
 def test_rules_registered() -> None:
     names = stde.rules.registered_names()
-    for name in ("lu", "triangular_solve", "cholesky", "eigh", "qr", "svd", "lgamma",
-                 "digamma", "polygamma"):
+    for name in ("lu", "triangular_solve", "tridiagonal_solve", "cholesky", "eigh", "qr",
+                 "svd", "lgamma", "digamma", "polygamma"):
         assert name in names, name
 
 
@@ -172,6 +183,7 @@ def test_strict_promotion_and_batches() -> None:
         (lambda a: lax.linalg.eigh(a, symmetrize_input=False)[1], spd),
         (lambda a: lax.linalg.qr(a, full_matrices=False)[0], a),
         (lambda a: lax.linalg.svd(a)[1], a),
+        (lambda a: lax.linalg.tridiagonal_solve(a[..., 0], a[..., 1] + 4.0, a[..., 2], a), a),
     ]
     with jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"):
         for f, primal in functions:
