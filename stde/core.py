@@ -127,6 +127,44 @@ def bind_at(primitive: Any, params: dict[str, Any], primals: Sequence[Any],
     return bound
 
 
+def explicit_spec(x: Array) -> tuple[Any, ...] | None:
+    """The mesh axes of each dimension of ``x`` under an explicit mesh, else ``None``.
+
+    ``None`` as well where no dimension is sharded explicitly (a replicated array, an
+    automatic mesh, no mesh).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> explicit_spec(jnp.ones(3)) is None
+      True
+
+    """
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None) or ()
+    if all(axis is None for axis in spec):
+        return None
+    return (*spec, *(None,) * (np.ndim(x) - len(spec)))
+
+
+def gather_rows(array: Array, indices: Array) -> Array:
+    """``array[indices]``: rows of ``array``'s first axis, on every device of a mesh.
+
+    Under an explicit mesh that shards ``array``, a gather has no unambiguous sharding;
+    the rows are read onto every device and ``array``'s other axes keep theirs (the
+    first layer's rows for a few sampled coordinates, not the whole weight).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> gather_rows(jnp.arange(6.0).reshape(3, 2), jnp.array([[2, 0]])).tolist()
+      [[[4.0, 5.0], [0.0, 1.0]]]
+
+    """
+    spec = explicit_spec(array)
+    if spec is None:
+        return array[indices]
+    return array.at[indices].get(out_sharding=jax.sharding.PartitionSpec(
+        *(None,) * np.ndim(indices), *spec[1:]))
+
+
 def is_float(x: Array) -> bool:
     """Whether ``x`` has a floating (or complex) dtype, i.e. can carry coefficients."""
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)

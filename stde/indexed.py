@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from stde.core import bind_equation
+from stde.core import bind_equation, gather_rows
 
 Array = Any
 
@@ -556,7 +556,7 @@ def dot_general(c: IndexedCoefficient, weights: Array, params: dict[str, Any],
         for layer in range(max(map(len, groups))):
             has = np.array([layer < len(g) for g in groups])
             pick = np.array([g[layer] if layer < len(g) else 0 for g in groups], np.int32)
-            weight = jnp.take(rows, jnp.asarray(pick % contracted), axis=0)
+            weight = gather_rows(rows, jnp.asarray(pick % contracted))
             weight = weight if has.all() else jnp.where(has[:, None], weight, 0)
             term = jnp.take(pairs, jnp.asarray(pick), axis=0)[:, :, None] * weight[:, None]
             out = term if out is None else out + term

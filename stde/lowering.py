@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from stde import passes, sparse
-from stde.core import ARRAY_TYPES
+from stde.core import ARRAY_TYPES, explicit_spec
 
 Array = Any
 Coefficient = Fraction | float
@@ -218,12 +218,27 @@ def flatten_argument(f: Callable[..., Any], args: tuple[Any, ...], argnums: int
     if not jnp.issubdtype(argument.dtype, jnp.floating):
         raise TypeError(f"argument {argnums} has dtype {argument.dtype}; differential operators "
                         f"need a floating-point argument. Cast it, e.g. x.astype(jnp.float32).")
+    argument = _replicated(argument)
     shape = argument.shape
 
     def h(x: Array) -> Any:
         return f(*args[:argnums], x.reshape(shape), *args[argnums + 1:])
 
     return h, argument.reshape(-1), argument
+
+
+def _replicated(argument: Array) -> Array:
+    """``argument`` with its explicit sharding over a mesh (if any) gathered onto every device.
+
+    A sparse direction addresses the flattened argument by index, and the rules read
+    primals at those indices; under an explicit mesh a gather from a sharded array (and
+    the flattening ``reshape`` itself) has no unambiguous sharding, so the operators
+    differentiate a replicated copy (one all-gather of the point). Arrays sharded
+    automatically, and batches of points under ``vmap``, are left alone.
+    """
+    if explicit_spec(argument) is None:
+        return argument
+    return jax.sharding.reshard(argument, jax.sharding.PartitionSpec())
 
 
 def split_aux(f: Callable[..., Any], has_aux: bool

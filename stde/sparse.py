@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stde import indexed
-from stde.core import JetValue
+from stde.core import JetValue, gather_rows
 
 Array = Any
 
@@ -178,7 +178,7 @@ def gather(array: Array, c: SparseCoefficient) -> Array:
     if np.ndim(array) == len(c.shape) and np.shape(array)[0] == c.directions \
             and np.shape(array)[1:] == c.primal_shape:
         return jnp.take_along_axis(jnp.reshape(array, (c.directions, -1)), c.indices, axis=1)
-    return jnp.broadcast_to(array, c.primal_shape).reshape(-1)[c.indices]
+    return gather_rows(jnp.broadcast_to(array, c.primal_shape).reshape(-1), c.indices)
 
 
 def scatter_sum(c: SparseCoefficient) -> Array:

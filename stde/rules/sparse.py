@@ -35,7 +35,7 @@ from jax.extend.core import primitives as prims
 from jax.lax import linalg as lax_linalg
 
 from stde import indexed, sparse
-from stde.core import Array, Context, JetValue, bind_equation, is_float
+from stde.core import Array, Context, JetValue, bind_equation, gather_rows, is_float
 from stde.rules import control_flow
 from stde.rules.fallback import rule_or_fallback
 from stde.rules.registry import densifies, register_sparse
@@ -225,7 +225,7 @@ def dot_general_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
         if c is None:
             return None
         if is_sparse(c):
-            gathered = rows[c.indices].astype(dtype)
+            gathered = gather_rows(rows, c.indices).astype(dtype)
             return jnp.einsum("rp,rp...->r...", c.values.astype(dtype), gathered)
         if x is a:
             return jax.vmap(lambda u: bind(u, weights))(c)
