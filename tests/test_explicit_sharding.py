@@ -6,7 +6,7 @@ no unambiguous result sharding. The sparse directions read primals and weight ro
 sampled indices, so before the fix the operators failed on a sharded point
 ("Use `.at[...].get(out_sharding=)`"), as ``jax.hessian`` does ("select `which` must
 ... have the same sharding"). The oracle is ``jax.hessian`` of the same function on
-unsharded copies. The checks run in a process with two CPU devices.
+unsharded copies (nested for the biharmonic). The checks run in a process with two CPU devices.
 """
 
 import jax
@@ -32,8 +32,9 @@ def _functions(rows_sharded_weight):
     }
 
 
-def _laplacian_oracle(f, x):
-    return np.trace(np.asarray(jax.hessian(f)(x)).reshape(x.size, x.size))
+def laplacian_of(f):
+    """The oracle: the trace of ``jax.hessian`` (twice for the biharmonic)."""
+    return lambda x: jnp.trace(jax.hessian(f)(x).reshape(x.size, x.size))
 
 
 def test_operators_at_a_sharded_point(x64):
@@ -46,24 +47,27 @@ def test_operators_at_a_sharded_point(x64):
     plain = _functions(W)
     with jax.set_mesh(mesh):
         functions = _functions(jax.device_put(W, P("i", None)))
-        for shape, spec in (((4,), P("i")), ((2, 2), P("i", None))):
+        # A 2-D point only for the elementwise function: its flattening is the new part.
+        for name, shape, spec in (("elementwise", (2, 2), P("i", None)),
+                                  ("elementwise", (4,), P("i")), ("mlp", (4,), P("i")),
+                                  ("mlp_rows", (4,), P("i"))):
             point = np.linspace(0.1, 1.0, 4).reshape(shape)
             x = jax.device_put(point, spec)
-            for name, f in functions.items():
-                reference = plain[name]
-                want = _laplacian_oracle(reference, point)
-                np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), want, rtol=1e-10,
-                                           err_msg=f"laplacian {name} {shape}")
-                _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)
-                np.testing.assert_allclose(laplacian, want, rtol=1e-10, err_msg=name)
-                np.testing.assert_allclose(grad, jax.grad(reference)(point), rtol=1e-10)
-                np.testing.assert_allclose(jax.jit(stde.biharmonic(f))(x),
-                                           stde.biharmonic(reference)(point), rtol=1e-9,
-                                           err_msg=f"biharmonic {name} {shape}")
-                every_coordinate = stde.stochastic_operator(f, ops.laplacian(), 4,
-                                                            method="sparse")
-                np.testing.assert_allclose(jax.jit(every_coordinate)(x, jax.random.key(0)),
-                                           want, rtol=1e-10, err_msg=f"stochastic {name}")
+            f, reference = functions[name], plain[name]
+            want = jax.jit(laplacian_of(reference))(point)
+            np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), want, rtol=1e-10,
+                                       err_msg=f"laplacian {name} {shape}")
+            _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)
+            np.testing.assert_allclose(laplacian, want, rtol=1e-10, err_msg=name)
+            np.testing.assert_allclose(grad, jax.jit(jax.grad(reference))(point), rtol=1e-10)
+            np.testing.assert_allclose(jax.jit(stde.biharmonic(f))(x),
+                                       jax.jit(laplacian_of(laplacian_of(reference)))(point),
+                                       rtol=1e-9,
+                                       err_msg=f"biharmonic {name} {shape}")
+            every_coordinate = stde.stochastic_operator(f, ops.laplacian(), 4,
+                                                        method="sparse")
+            np.testing.assert_allclose(jax.jit(every_coordinate)(x, jax.random.key(0)),
+                                       want, rtol=1e-10, err_msg=f"stochastic {name}")
 
 
 def test_on_two_devices():
