@@ -57,6 +57,17 @@ def on_two_cpu_devices(*args: str, **env: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def rerun_on_two_cpu_devices(*arguments: str, **env: str) -> str:
+    """Runs ``pytest *arguments`` in one process with two CPU devices; returns its output.
+
+    Asserts that the run passed (the output's tail is the message otherwise).
+    """
+    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                                *arguments, **env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--strict-modes", action="store_true",
                      help="run every test under JAX's strict modes (see strict_modes)")

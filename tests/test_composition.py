@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 import stde
 from stde.pinn.harness import init_mlp, mlp
-from tests.conftest import on_two_cpu_devices
+from tests.conftest import on_two_cpu_devices, rerun_on_two_cpu_devices
 
 
 def laplacian(f, x):
@@ -104,10 +104,8 @@ _NAMED_SHARDING = textwrap.dedent("""
 
 def test_pmap_variantson_two_cpu_devices():
     """The ``with_pmap`` variants, skipped on one device, run over two devices."""
-    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                "-rs", f"{__file__}::TransformationTest", "-k", "with_pmap")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "5 passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
+    output = rerun_on_two_cpu_devices("-rs", f"{__file__}::TransformationTest", "-k", "with_pmap")
+    assert "5 passed" in output and "skipped" not in output, output[-3000:]
 
 
 def test_named_shardingon_two_cpu_devices():

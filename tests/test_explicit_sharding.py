@@ -16,7 +16,7 @@ import pytest
 
 import stde
 from stde import operators as ops
-from tests.conftest import on_two_cpu_devices
+from tests.conftest import rerun_on_two_cpu_devices
 
 W = np.random.default_rng(0).normal(size=(4, 6)) / 2
 
@@ -73,7 +73,5 @@ def test_operators_at_a_sharded_point(x64):
 def test_on_two_devices():
     if jax.device_count() > 1:
         pytest.skip("this process already has several devices")
-    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                __file__, "-k", "test_operators_at_a_sharded_point")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "1 passed" in result.stdout, result.stdout[-3000:]
+    output = rerun_on_two_cpu_devices(__file__, "-k", "test_operators_at_a_sharded_point")
+    assert "1 passed" in output, output[-3000:]

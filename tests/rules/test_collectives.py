@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 import stde
 import stde.operators as ops
-from tests.conftest import on_two_cpu_devices
+from tests.conftest import rerun_on_two_cpu_devices
 
 D = 8
 
@@ -148,11 +148,9 @@ def test_on_two_devices():
     """The tests above, in a process with two CPU devices: collectives that act."""
     if jax.device_count() > 1:
         pytest.skip("this process already has several devices")
-    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                __file__, "-k", "not test_on_two_devices",
-                                STDE_TEST_DEVICES="2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-3000:]
+    output = rerun_on_two_cpu_devices(__file__, "-k", "not test_on_two_devices",
+                                       STDE_TEST_DEVICES="2")
+    assert " passed" in output and "skipped" not in output, output[-3000:]
 
 
 def test_device_count_as_asked():

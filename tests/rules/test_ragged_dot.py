@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P
 import stde
 from stde.rules import arithmetic
 from tests import oracle
-from tests.conftest import forbid_fallback, on_two_cpu_devices
+from tests.conftest import forbid_fallback, rerun_on_two_cpu_devices
 
 pytestmark = pytest.mark.skipif(arithmetic.ragged_dot_general_p is None,
                                 reason="this JAX has no 'ragged_dot_general' primitive")
@@ -245,7 +245,5 @@ def test_out_sharding_under_an_explicit_mesh(moving):
 def test_out_sharding_on_two_devices():
     if jax.device_count() > 1:
         pytest.skip("this process already has several devices")
-    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                __file__, "-k", "test_out_sharding_under_an_explicit_mesh")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "3 passed" in result.stdout, result.stdout[-3000:]
+    output = rerun_on_two_cpu_devices(__file__, "-k", "test_out_sharding_under_an_explicit_mesh")
+    assert "3 passed" in output, output[-3000:]
