@@ -272,21 +272,24 @@ def inverse_product(a: Array, b: Array, params: dict[str, Any],
     return matmul(b, inverse, b_directions, False)
 
 
-def as_columns(solve: Callable[[Array], Array], rhs: Array) -> Array:
-    """``solve(B)`` for a left-sided linear solve, each direction of ``rhs`` as columns.
+def fold_directions(solve: Callable[[Array], Array], rhs: Array, axis: int = -1) -> Array:
+    """``solve(B)`` for a linear solve, the directions of ``rhs`` as extra right-hand sides.
 
     ``rhs`` leads with the direction axis (``[R, ..., rows, cols]``); one solve takes
-    all directions as ``R·cols`` right-hand sides.
+    the directions folded into its columns (``axis=-1``, ``A X = B``) or its rows
+    (``axis=-2``, ``X A = B``), as ``R·cols`` (``R·rows``) right-hand sides.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> as_columns(lambda b: b / 2, jnp.ones((3, 4, 5))).shape
+      >>> fold_directions(lambda b: b / 2, jnp.ones((3, 4, 5))).shape
       (3, 4, 5)
 
     """
-    count, *batch, rows, cols = rhs.shape
-    folded = jnp.moveaxis(rhs, 0, -2).reshape(*batch, rows, count * cols)
-    return jnp.moveaxis(solve(folded).reshape(*batch, rows, count, cols), -2, 0)
+    moved = jnp.moveaxis(rhs, 0, axis - 1)   # directions just before the folded axis
+    shape = moved.shape
+    at = moved.ndim + axis - 1
+    folded = moved.reshape(*shape[:at], shape[at] * shape[at + 1], *shape[at + 2:])
+    return jnp.moveaxis(solve(folded).reshape(shape), axis - 1, 0)
 
 
 def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> Array:
@@ -298,14 +301,11 @@ def _solve(a0: Array, rhs: Array, directions: bool, params: dict[str, Any]) -> A
     solve = lax_linalg.triangular_solve_p
     if not directions:
         return bind_equation(solve, params, a0, rhs)
-    count, *batch, rows, cols = rhs.shape
-    if _many_right_hand_sides(a0, rhs, params, count):
+    if _many_right_hand_sides(a0, rhs, params, rhs.shape[0]):
         return inverse_product(a0, rhs, params, b_directions=True)
-    if params["left_side"]:   # op(A) X = B: directions become extra columns
-        return as_columns(lambda b: bind_equation(solve, params, a0, b), rhs)
-    folded = jnp.moveaxis(rhs, 0, -3).reshape(*batch, count * rows, cols)   # X op(A) = B
-    out = bind_equation(solve, params, a0, folded)
-    return jnp.moveaxis(out.reshape(*batch, count, rows, cols), -3, 0)
+    # op(A) X = B: directions become extra columns; X op(A) = B: extra rows
+    return fold_directions(lambda b: bind_equation(solve, params, a0, b), rhs,
+                           -1 if params["left_side"] else -2)
 
 
 def with_inverse_products(jaxpr: Any, directions: int) -> Any:
@@ -455,13 +455,15 @@ def tridiagonal_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: A
     order = ctx.order
     inside = jnp.arange(d.primal.shape[-1])
     first, last = inside == 0, inside == inside.size - 1
-    diagonals = [
-        ([None] + [_map(c, lambda c: jnp.where(first, jnp.zeros((), c.dtype), c))
-                   for c in dl.coefficients[1:]], _diagonal_times(1)),
-        ([None, *d.coefficients[1:]], _diagonal_times(0)),
-        ([None] + [_map(c, lambda c: jnp.where(last, jnp.zeros((), c.dtype), c))
-                   for c in du.coefficients[1:]], _diagonal_times(-1)),
-    ]
+
+    def moving(diagonal: JetValue, unread: Array) -> Series:
+        """The diagonal's coefficients ``1..K``, zero at the entry outside ``A``."""
+        return [None] + [_map(c, lambda c: jnp.where(unread, jnp.zeros((), c.dtype), c))
+                         for c in diagonal.coefficients[1:]]
+
+    diagonals = [(moving(dl, first), _diagonal_times(1)),
+                 ([None, *d.coefficients[1:]], _diagonal_times(0)),
+                 (moving(du, last), _diagonal_times(-1))]
 
     def solve(rhs: Array) -> Array:
         return bind_equation(lax_linalg.tridiagonal_solve_p, params, dl.primal, d.primal,
@@ -475,8 +477,8 @@ def tridiagonal_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: A
             rest = series.add(rest, series.convolve(diagonal, x, k, order, terms, product))
         directions = series.has_directions(k, order)
         x.append(_map(series.sub(b.coefficients[k], rest),
-                      lambda c, directions=directions: as_columns(solve, c) if directions
-                      else solve(c)))
+                      lambda c, directions=directions: fold_directions(solve, c)
+                      if directions else solve(c)))
     return JetValue.from_coefficients(x)
 
 
