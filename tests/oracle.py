@@ -1,8 +1,8 @@
-"""Independent oracles: Taylor coefficients by nested ``jax.jacfwd`` along a curve.
+"""Independent oracles: Taylor coefficients by nested ``jax.jvp`` along a curve.
 
 For ``x(t) = x0 + Σ_{k=1..K} x_k t^k / k!`` the derivative-scaled output coefficient is
-``y_k = d^k/dt^k f(x(t)) |_{t=0}``. Here that is computed by nesting ``jax.jacfwd``
-over the scalar ``t`` ``k`` times, which shares no code with stde. Use in float64.
+``y_k = d^k/dt^k f(x(t)) |_{t=0}``. Here that is computed by nesting ``jax.jvp``
+in the scalar ``t`` ``k`` times, which shares no code with stde. Use in float64.
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ def taylor(f: Callable[..., Any], primals: Sequence[Any],
                 for x0, cs in zip(primals, series)]
         return f(*args)
 
-    out = []
-    derivative = along
-    t0 = jnp.zeros((), jnp.result_type(primals[0]))
-    for _ in range(order + 1):
-        out.append(derivative(t0))
-        derivative = jax.jacfwd(derivative)
-    return out
+    def tower(k: int) -> Callable[[Any], list[Any]]:
+        """``t -> [d^0, .., d^k] along(t)``: each level is one ``jax.jvp`` of the last."""
+        if k == 0:
+            return lambda t: [along(t)]
+        below = tower(k - 1)
+
+        def derivatives(t: Any) -> list[Any]:
+            values, tangents = jax.jvp(below, (t,), (jnp.ones_like(t),))
+            return [*values, tangents[-1]]
+        return derivatives
+
+    return tower(order)(jnp.zeros((), jnp.result_type(primals[0])))
 
 
 def collapsed(f: Callable[..., Any], primals: Sequence[Any],
