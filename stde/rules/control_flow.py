@@ -10,8 +10,9 @@ rebuilds the primitive's structure around the interpretation with ordinary JAX:
   derivatives come from the JVP rule, differentiated again for higher orders, exactly
   as ``jax.hessian`` takes them; at order 2 stde's rules differentiate the JVP rule's
   jaxpr, collapsed (:func:`stde.rules.fallback.interpreted_jvp_rule`).
-* ``custom_vjp_call``, ``closed_call``, ``call``: the primal body is interpreted (a
-  ``custom_vjp`` rule is reverse-mode only, so forward Taylor mode cannot use it).
+* ``custom_vjp_call``, ``closed_call``, ``call``, ``composite``, ``custom_vmap_call``:
+  the primal body is interpreted (a ``custom_vjp`` rule is reverse-mode only, so
+  forward Taylor mode cannot use it; a ``composite`` is its decomposition).
 * ``remat2`` (``jax.checkpoint``): the body runs under ``jax.checkpoint`` with the
   same policy; ``name`` (``checkpoint_name``) is an identity on every coefficient.
 * ``cond``: every branch is traced abstractly to find its outputs' zero patterns; a
@@ -51,14 +52,21 @@ from stde.rules.expansions import expansion_rule
 from stde.rules.fallback import interpreted_jvp_rule
 from stde.rules.linalg import with_inverse_products
 from stde.rules.linear import broadcast_coefficient, register_linear
-from stde.rules.params import call_hi_primitive, jit_inlined, scan_counts
+from stde.rules.params import (
+    body_call_primitives,
+    call_body,
+    call_hi_primitive,
+    jit_inlined,
+    scan_counts,
+)
 from stde.rules.registry import register
 
 Pattern = tuple[bool, ...]
-
-BODY_CALLS = (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p)
-"""Calls whose Taylor coefficients are their body's (:func:`call_rule`)."""
 """Per coefficient ``1 .. K``: whether it is carried (``True``) or a symbolic zero."""
+
+BODY_CALLS = (prims.custom_vjp_call_p, prims.closed_call_p, prims.call_p,
+              *body_call_primitives())
+"""Calls whose Taylor coefficients are their body's (:func:`call_rule`)."""
 
 AnyJaxpr = ClosedJaxpr | Jaxpr
 
@@ -208,12 +216,15 @@ def _interpret(ctx: Context, jaxpr: AnyJaxpr) -> Callable[[Sequence[JetValue]], 
     return lambda values: ctx.eval_jaxpr(jaxpr, values)
 
 
-def call_rule(ctx: Context, inputs: Sequence[JetValue], *, call_jaxpr: AnyJaxpr,
-              **_: Any) -> list[JetValue]:
-    """``closed_call``, ``call``, ``custom_vjp_call``: the primal body.
+def call_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
+    """Calls defined by their body (``BODY_CALLS``): the body's coefficients.
 
-    A ``custom_vjp`` rule is reverse-mode only; the body defines the function, so its
-    Taylor coefficients are those of the body.
+    ``closed_call``, ``call``, ``custom_vjp_call``, ``composite`` and
+    ``custom_vmap_call``. A ``custom_vjp`` rule is reverse-mode only, a ``custom_vmap``
+    rule only batches, and a ``composite`` is defined by its decomposition: in each
+    case the body defines the function, so its Taylor coefficients are the body's.
+    (JAX has no JVP for ``composite``. A ``custom_vmap`` rule batches neither stde's
+    directions nor a ``vmap`` of the result: the body is batched as written.)
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -226,7 +237,7 @@ def call_rule(ctx: Context, inputs: Sequence[JetValue], *, call_jaxpr: AnyJaxpr,
       True
 
     """
-    return ctx.eval_jaxpr(call_jaxpr, inputs)
+    return ctx.eval_jaxpr(call_body(params), inputs)
 
 
 # Jitted interpretations, per jaxpr (weakly held: jaxprs hash by identity) and context.

@@ -12,6 +12,9 @@ such parameters only through the functions here, so each difference is handled o
   ``lax.custom_root``, which JAX 0.10 expressed as a ``custom_jvp_call``.
 * ``reduce``: its reducer ``jaxpr`` was a ``ClosedJaxpr`` (JAX 0.10) and is an open
   ``Jaxpr`` (JAX 0.12).
+* ``composite``: its decomposition was the ``ClosedJaxpr`` ``jaxpr`` (JAX 0.10) and is
+  the open ``Jaxpr`` ``call_jaxpr`` (JAX 0.12); ``custom_vmap_call`` names its body
+  ``call``. Neither primitive is exported by ``jax.extend``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jax.extend.core import ClosedJaxpr, Primitive, jaxpr_as_fun
+from jax.extend.core import ClosedJaxpr, Jaxpr, Primitive, jaxpr_as_fun
 
 
 def scan_counts(params: Mapping[str, Any]) -> tuple[int, int]:
@@ -56,6 +59,48 @@ def jit_inlined(params: Mapping[str, Any]) -> bool:
     return getattr(inline, "name", "") == "JAX_EARLY"
 
 
+def _private_primitive(module: str, name: str) -> Primitive | None:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def body_call_primitives() -> tuple[Primitive, ...]:
+    """``composite`` and ``custom_vmap_call``: calls defined by their body, from JAX's internals.
+
+    Example:
+      >>> sorted(p.name for p in body_call_primitives())
+      ['composite', 'custom_vmap_call']
+
+    """
+    found = (_private_primitive("jax._src.lax.lax", "composite_p"),
+             _private_primitive("jax._src.custom_batching", "custom_vmap_p"))
+    return tuple(p for p in found if p is not None)
+
+
+def call_body(params: Mapping[str, Any]) -> ClosedJaxpr | Jaxpr:
+    """The body of a call-like equation, whichever parameter holds it.
+
+    ``call_jaxpr`` (``closed_call``, ``call``, ``custom_vjp_call``, and ``composite``
+    on JAX 0.12), ``jaxpr`` (``composite`` on JAX 0.10) or ``call``
+    (``custom_vmap_call``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> double = jax.lax.composite(lambda x: 2 * x, name="my.double")
+      >>> eqn = jax.make_jaxpr(double)(1.0).eqns[0]
+      >>> body = call_body(eqn.params)
+      >>> [e.primitive.name for e in getattr(body, "jaxpr", body).eqns]
+      ['mul']
+
+    """
+    for name in ("call_jaxpr", "jaxpr", "call"):
+        if name in params:
+            return params[name]
+    raise ValueError(f"stde: no body among the call's parameters {sorted(params)}")
+
+
 def call_hi_primitive() -> Primitive | None:
     """JAX 0.11+'s ``call_hi_primitive``, or ``None`` on a JAX that does not have it.
 
@@ -65,10 +110,7 @@ def call_hi_primitive() -> Primitive | None:
       True
 
     """
-    try:
-        return importlib.import_module("jax._src.hijax").call_hi_primitive_p
-    except (ImportError, AttributeError):
-        return None
+    return _private_primitive("jax._src.hijax", "call_hi_primitive_p")
 
 
 def reducer(params: Mapping[str, Any]) -> Callable[..., list[Any]]:

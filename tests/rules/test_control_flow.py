@@ -188,6 +188,65 @@ def test_custom_vjp_with_nondiff_argnums(x64):
 
 
 # --------------------------------------------------------------------------------------
+# composite and custom_vmap: the body defines the coefficients
+# --------------------------------------------------------------------------------------
+
+_OFFSET = np.array([0.5, -0.25, 1.0])   # a constant the bodies capture
+
+
+def _sin_times_plain(x, y):
+    return jnp.sin(x) * y + _OFFSET, jnp.exp(-x * y)
+
+
+_sin_times_composite = lax.composite(_sin_times_plain, name="stde.test.sin_times")
+
+
+@jax.custom_batching.custom_vmap
+def _sin_times_custom_vmap(x, y):
+    return _sin_times_plain(x, y)
+
+
+@_sin_times_custom_vmap.def_vmap
+def _sin_times_batched(axis_size, in_batched, x, y):
+    x, y = (a if batched else jnp.broadcast_to(a, (axis_size, *a.shape))
+            for a, batched in zip((x, y), in_batched))
+    return _sin_times_plain(x, y), (True, True)
+
+
+def _summed(pair_function):
+    return lambda x, y: sum(pair_function(jnp.tanh(x), y * y))
+
+
+@pytest.mark.parametrize("wrapped", [_sin_times_composite, _sin_times_custom_vmap],
+                         ids=["composite", "custom_vmap"])
+@pytest.mark.parametrize("order, count", [(2, 3), (5, 2)])
+def test_body_defined_calls(x64, wrapped, order, count):
+    """Coefficients of the decomposition (``composite``: JAX has no JVP, so the fallback
+    failed) or of the body (``custom_vmap``: the fallback warned and nested JVPs)."""
+    with forbid_fallback():
+        check_against(_summed(wrapped), _summed(_sin_times_plain),
+                      [_x(0.3, -0.7, 1.2), _x(1.5, 2.0, -0.4)], order, count, KEY)
+
+
+@pytest.mark.parametrize("wrapped", [_sin_times_composite, _sin_times_custom_vmap],
+                         ids=["composite", "custom_vmap"])
+def test_body_defined_calls_under_vmap_and_grad(x64, wrapped):
+    points = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+
+    def scalar(pair_function):
+        return lambda x: jnp.sum(_summed(pair_function)(x, x[::-1]))
+    f, reference = scalar(wrapped), scalar(_sin_times_plain)
+    laplacian = jax.jit(jax.vmap(stde.laplacian(f)))
+    want = jax.vmap(lambda x: jnp.trace(jax.hessian(reference)(x)))(points)
+    np.testing.assert_allclose(laplacian(points), want, rtol=1e-12)
+    _, _, sparse = jax.jit(jax.vmap(stde.value_grad_laplacian(f)))(points)   # sparse directions
+    np.testing.assert_allclose(sparse, want, rtol=1e-12)
+    grad_of_sum = jax.grad(lambda x: stde.laplacian(f)(x))(points[0])
+    want_grad = jax.grad(lambda x: jnp.trace(jax.hessian(reference)(x)))(points[0])
+    np.testing.assert_allclose(grad_of_sum, want_grad, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------------------
 # jit and checkpoint
 # --------------------------------------------------------------------------------------
 
