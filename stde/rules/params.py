@@ -11,7 +11,7 @@ such parameters only through the functions here, so each difference is handled o
 * ``call_hi_primitive`` (JAX 0.11+) carries "high-level" primitives such as
   ``lax.custom_root``, which JAX 0.10 expressed as a ``custom_jvp_call``.
 * ``reduce``: its reducer ``jaxpr`` was a ``ClosedJaxpr`` (JAX 0.10) and is an open
-  ``Jaxpr`` (JAX 0.12).
+  ``Jaxpr`` (JAX 0.12); ``reduce_window``'s is an open ``Jaxpr`` beside its ``consts``.
 * ``composite``: its decomposition was the ``ClosedJaxpr`` ``jaxpr`` (JAX 0.10) and is
   the open ``Jaxpr`` ``call_jaxpr`` (JAX 0.12); ``custom_vmap_call`` names its body
   ``call``. Neither primitive is exported by ``jax.extend``.
@@ -126,4 +126,6 @@ def reducer(params: Mapping[str, Any]) -> Callable[..., list[Any]]:
 
     """
     jaxpr = params["jaxpr"]
-    return jaxpr_as_fun(jaxpr if isinstance(jaxpr, ClosedJaxpr) else ClosedJaxpr(jaxpr, ()))
+    if not isinstance(jaxpr, ClosedJaxpr):
+        jaxpr = ClosedJaxpr(jaxpr, tuple(params.get("consts", ())))
+    return jaxpr_as_fun(jaxpr)

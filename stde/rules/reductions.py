@@ -15,15 +15,17 @@ Three kinds of primitive live here.
   as a log-depth composition of primitives that have rules (``mul`` through
   :func:`stde.rules.series.leibniz`, slicing, ``exp``/``log``) and interpreted on the
   jets (:func:`evaluate_composition`). Products stay exact where entries are zero.
-* **Reductions by any reducer** (``reduce``: ``lax.reduce`` of several operands, or a
-  reducer JAX does not turn into ``reduce_sum`` and the like): the products' log-depth
-  tree with the reducer itself as the combining step, interpreted on the jets
-  (:func:`reduce_rule`).
+* **Reductions by any reducer** (``reduce`` and ``reduce_window``: ``lax.reduce`` or
+  ``lax.reduce_window`` of several operands, or a reducer JAX does not turn into
+  ``reduce_sum`` and the like): the products' log-depth tree with the reducer itself as
+  the combining step, interpreted on the jets (:func:`reduce_rule`,
+  :func:`reduce_window_rule`, over the stacked :func:`windows`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -177,7 +179,8 @@ def tree_reduce(combine: Callable[..., list[Array]], operands: Sequence[Array],
     x = operands[0]
     kept = [d for d in range(x.ndim) if d not in axes]
     out_shape = tuple(x.shape[d] for d in kept)
-    xs = [jnp.transpose(x, (*axes, *kept)).reshape((-1, *out_shape)) for x in operands]
+    count = math.prod(x.shape[d] for d in axes)
+    xs = [jnp.transpose(x, (*axes, *kept)).reshape((count, *out_shape)) for x in operands]
     while xs[0].shape[0] > 1:
         count = xs[0].shape[0]
         half = count // 2
@@ -263,6 +266,26 @@ def _elementwise(scalar_reducer: Callable[..., list[Array]]) -> Callable[..., li
     return combine
 
 
+def _by_reducer(primitive: Any, reduction: Callable[..., list[Array]], ctx: Context,
+                inputs: Sequence[JetValue], params: dict[str, Any]) -> list[JetValue]:
+    """``primitive(*operands, *initial)`` by a reducer: ``reduction`` on the jets.
+
+    ``reduction(combine, operands, initial)`` writes the primitive with ``combine``, its
+    reducer applied entry by entry; the primal is the primitive's own.
+    """
+    count = len(inputs) // 2
+    if any(not x.is_constant for x in inputs[count:]):
+        raise NotImplementedError(
+            f"stde: {primitive.name} with initial values that depend on the input has no "
+            "Taylor coefficients (XLA asks the initial value to be the reducer's identity); "
+            "reduce with a constant identity and combine the result with the moving value.")
+    combine = _elementwise(reducer(params))
+    outs = evaluate_composition(
+        ctx, lambda *args: reduction(combine, args[:count], args[count:]), inputs)
+    primals = bind_equation(primitive, params, *(x.primal for x in inputs))
+    return [JetValue(p, o.lower, o.summed) for p, o in zip(primals, outs)]
+
+
 def reduce_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list[JetValue]:
     """``reduce`` with any reducer (``lax.reduce`` of several operands, or of a new monoid).
 
@@ -287,26 +310,82 @@ def reduce_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> list
       6.0
 
     """
-    count = len(inputs) // 2
-    if any(not x.is_constant for x in inputs[count:]):
-        raise NotImplementedError(
-            "stde: lax.reduce with initial values that depend on the input has no Taylor "
-            "coefficients (XLA asks the initial value to be the reducer's identity); "
-            "reduce with a constant identity and combine the result with the moving value.")
-    combine = _elementwise(reducer(params))
     axes = tuple(params["dimensions"])
 
-    def reduction(*args: Array) -> list[Array]:
-        operands, initial = args[:count], args[count:]
+    def reduction(combine: Callable[..., list[Array]], operands: Sequence[Array],
+                  initial: Sequence[Array]) -> list[Array]:
         shape = [n for d, n in enumerate(np.shape(operands[0])) if d not in axes]
         initial = [jnp.broadcast_to(i, shape) for i in initial]
         if any(np.shape(operands[0])[d] == 0 for d in axes):
             return initial
         return combine(*tree_reduce(combine, operands, axes), *initial)
 
-    outs = evaluate_composition(ctx, reduction, inputs)
-    primals = bind_equation(lax.reduce_p, params, *(x.primal for x in inputs))
-    return [JetValue(p, o.lower, o.summed) for p, o in zip(primals, outs)]
+    return _by_reducer(lax.reduce_p, reduction, ctx, inputs, params)
+
+
+def windows(x: Array, initial: Array, *, window_dimensions: Sequence[int],
+            window_strides: Sequence[int], padding: Sequence[tuple[int, int]],
+            base_dilation: Sequence[int], window_dilation: Sequence[int]) -> Array:
+    """The windows of ``reduce_window``, stacked on a new leading axis.
+
+    ``x`` is padded with ``initial`` (outside and, for a base dilation, between its
+    entries) as XLA pads it; entry ``[w, *o]`` is the element at offset ``w`` (in
+    row-major order over the window) of output ``o``'s window.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> windows(jnp.arange(4.0), jnp.array(0.0), window_dimensions=(2,),
+      ...         window_strides=(1,), padding=((0, 1),), base_dilation=(1,),
+      ...         window_dilation=(1,)).tolist()
+      [[0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 0.0]]
+
+    """
+    padded = lax.pad(x, initial.astype(x.dtype),
+                     [(lo, hi, b - 1) for (lo, hi), b in zip(padding, base_dilation)])
+    spans = [(w - 1) * d + 1 for w, d in zip(window_dimensions, window_dilation)]
+    out_shape = [max(0, (n - span) // s + 1)
+                 for n, span, s in zip(padded.shape, spans, window_strides)]
+    slices = [lax.slice(padded, start,
+                        [a + (n - 1) * s + 1 if n else a for a, n, s in
+                         zip(start, out_shape, window_strides)], window_strides)
+              for offset in np.ndindex(*window_dimensions)
+              for start in [[o * d for o, d in zip(offset, window_dilation)]]]
+    return jnp.stack(slices) if slices else jnp.zeros((0, *out_shape), x.dtype)
+
+
+def reduce_window_rule(ctx: Context, inputs: Sequence[JetValue],
+                       **params: Any) -> list[JetValue]:
+    """``reduce_window`` with any reducer (of several operands, or not a sum, max or min).
+
+    Each window is reduced by the tree of :func:`reduce_rule` over the stacked
+    :func:`windows`, then combined once with the initial values, which also pad the
+    operands; the primal is the primitive's own.
+
+    Raises:
+      NotImplementedError: an initial value carries Taylor coefficients.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> def sums(x):   # sliding sums of x and of x², windows of 2
+      ...     return jax.lax.reduce_window((x, x * x), (0.0, 0.0),
+      ...         lambda a, b: (a[0] + b[0], a[1] + b[1]), (2,), (1,), "VALID")
+      >>> float(stde.laplacian(lambda x: sums(x)[1].sum())(jnp.ones(3)))
+      8.0
+
+    """
+    shape = {name: params[name] for name in ("window_dimensions", "window_strides", "padding",
+                                              "base_dilation", "window_dilation")}
+
+    def reduction(combine: Callable[..., list[Array]], operands: Sequence[Array],
+                  initial: Sequence[Array]) -> list[Array]:
+        stacked = [windows(x, i, **shape) for x, i in zip(operands, initial)]
+        initial = [jnp.broadcast_to(i, stacked[0].shape[1:]) for i in initial]
+        if stacked[0].shape[0] == 0:
+            return initial
+        return combine(*tree_reduce(combine, stacked, (0,)), *initial)
+
+    return _by_reducer(lax.reduce_window_p, reduction, ctx, inputs, params)
 
 
 _CHOOSES = "takes the coefficients of entries chosen by primal value, from dense arrays"
@@ -323,6 +402,7 @@ register(lax.cumlogsumexp_p, functools.partial(composition_rule, _cumulative(_lo
          sparse=True)
 register(lax.scatter_mul_p, scatter_mul_rule, sparse=True)
 register(lax.reduce_p, reduce_rule, sparse=True)
+register(lax.reduce_window_p, reduce_window_rule, sparse=True)
 for _primitive in (
     lax.cummax_p, lax.cummin_p, lax.reduce_window_max_p, lax.reduce_window_min_p,
     lax.scatter_p, lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,

@@ -246,6 +246,94 @@ def test_reduce_with_a_moving_initial_value_is_a_clear_error(x64):
         stde.jet(f, (normal((3,)),), ((jnp.ones(3),),))
 
 
+# reduce_window with a reducer that is not a sum, max or min (JAX's generic primitive)
+
+_WINDOW = {"window_dimensions": (2, 2), "window_strides": (1, 2), "padding": ((1, 0), (0, 1)),
+           "base_dilation": (1, 2), "window_dilation": (2, 1)}
+
+
+def _pooled(x, initial, reducer):
+    return lax.reduce_window(x, initial, reducer, **_WINDOW)
+
+
+def _positive(x):
+    return jnp.exp(jnp.sin(x)) + 0.5
+
+
+@pytest.mark.parametrize("order, count", [(2, 3), (4, 2)])
+def test_product_pooling_is_the_sum_of_logs_pooled(x64, order, count):
+    """Product pooling, with padding, strides and both dilations (their holes hold the
+    initial value); the oracle pools the logs with ``reduce_window_sum``."""
+    with forbid_fallback():
+        check_collapsed_against(
+            lambda x: _pooled(_positive(x), 1.0, lax.mul),
+            lambda x: jnp.exp(_pooled(jnp.log(_positive(x)), 0.0, lax.add)),
+            [normal((3, 4))], order, count, jax.random.PRNGKey(order))
+
+
+def test_variadic_window_sums_with_a_linear_operand(x64):
+    # x's second coefficient is a symbolic zero beside x²'s, as in the reduce test above.
+    def sums(x):
+        return lax.reduce_window((x, x * x), (0.0, 0.0),
+                                 lambda a, b: (a[0] + b[0], a[1] + b[1]), (2, 3), (1, 1), "SAME")
+    f = lambda x: jnp.sum(sums(x)[1] ** 2 + sums(x)[0])  # noqa: E731
+    reference = lambda x: jnp.sum(  # noqa: E731
+        lax.reduce_window(x * x, 0.0, lax.add, (2, 3), (1, 1), "SAME") ** 2
+        + lax.reduce_window(x, 0.0, lax.add, (2, 3), (1, 1), "SAME"))
+    x = normal((3, 4))
+    want = jnp.trace(jax.hessian(reference)(x).reshape(12, 12))
+    with forbid_fallback():
+        np.testing.assert_allclose(jax.jit(stde.laplacian(f))(x), want, rtol=1e-12)
+        _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)   # indexed directions
+        check_collapsed_against(lambda x: sums(x)[1] * sums(x)[0], lambda x: (
+            lax.reduce_window(x * x, 0.0, lax.add, (2, 3), (1, 1), "SAME")
+            * lax.reduce_window(x, 0.0, lax.add, (2, 3), (1, 1), "SAME")),
+            [x], 3, 2, jax.random.PRNGKey(5))
+    np.testing.assert_allclose(laplacian, want, rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(reference)(x), rtol=1e-12)
+
+
+def test_arg_max_pooling(x64):
+    """A variadic (value, position) max pool: the value's coefficients are max pooling's."""
+    def arg_max_pool(y):
+        def larger(a, b):
+            first = a[0] >= b[0]
+            return lax.select(first, a[0], b[0]), lax.select(first, a[1], b[1])
+        position = lax.broadcasted_iota(jnp.int32, y.shape, 1)
+        return lax.reduce_window((y, position), (-jnp.inf, jnp.int32(0)), larger, (1, 2),
+                                 (1, 1), "VALID")
+
+    def f(x):
+        value, position = arg_max_pool(jnp.sin(x) * x)
+        return value * position.astype(x.dtype)
+
+    def reference(x):
+        y = jnp.sin(x) * x
+        position = arg_max_pool(lax.stop_gradient(y))[1]
+        return max_pool(y, (1, 2), (1, 1)) * position.astype(x.dtype)
+    with forbid_fallback():
+        check_collapsed_against(f, reference, [normal((3, 5))], 3, 2, jax.random.PRNGKey(2))
+
+
+def test_reduce_window_edge_cases(x64):
+    x = normal((3,))
+    series = ((jnp.ones(3), jnp.ones(3)),)
+    # A window longer than the input: no output at all.
+    primal, (y1, y2) = stde.jet(lambda x: _pooled_1d(x, 4), (x,), series)
+    assert primal.shape == y1.shape == y2.shape == (0,)
+    # Reducing the non-empty axis of an empty array (lax.reduce): no output either.
+    empty = jnp.ones((0, 3))
+    primal, (y1,) = stde.jet(sums_of_powers, (empty,), ((empty,),))
+    assert primal.shape == y1.shape == (2, 0)
+    with pytest.raises(NotImplementedError, match="reduce_window with initial values"):
+        stde.jet(lambda x: lax.reduce_window(x, x[0], lax.mul, (2,), (1,), "VALID"), (x,),
+                 series)
+
+
+def _pooled_1d(x, window):
+    return lax.reduce_window(x, 1.0, lax.mul, (window,), (1,), "VALID")
+
+
 def test_selection_rules_compose_with_grad_and_vmap(x64):
     """Training through the operator: grad of the collapsed top w.r.t. the primal."""
     def f(x):
