@@ -12,6 +12,7 @@ from benchmarks import common, methods, report
 from benchmarks.common import fit_slope
 from benchmarks.run import run
 from benchmarks.suites import SIZES, SUITES, TRAINING_SUITES
+from tests.conftest import compiles_optimised, rerun_optimised
 
 MICRO = dataclasses.replace(SIZES["tiny"], name="micro", hidden=(4,), batches=(2,),
                             samples=(2,), pinn_dims=(6,), pinn_hidden=(4,), repeats=1,
@@ -57,6 +58,12 @@ def test_every_suite_runs_and_methods_agree(result):
 
 @pytest.mark.slow
 def test_vmc_suite_runs_and_methods_agree():
+    # At the suite's fast compiles (level 0), float32 nested AD moves by 2e-4 from the
+    # other methods, which agree with it to 3e-6 at XLA's default level: run at that.
+    if not compiles_optimised():
+        assert "1 passed" in rerun_optimised(
+            "-m", "slow", f"{__file__}::test_vmc_suite_runs_and_methods_agree")
+        return
     assert_methods_agree(run(["vmc"], MICRO, quiet=True, command="test"))
 
 

@@ -11,7 +11,8 @@ such parameters only through the functions here, so each difference is handled o
 * ``call_hi_primitive`` (JAX 0.11+) carries "high-level" primitives such as
   ``lax.custom_root``, which JAX 0.10 expressed as a ``custom_jvp_call``.
 * ``reduce``: its reducer ``jaxpr`` was a ``ClosedJaxpr`` (JAX 0.10) and is an open
-  ``Jaxpr`` (JAX 0.12); ``reduce_window``'s is an open ``Jaxpr`` beside its ``consts``.
+  ``Jaxpr`` (JAX 0.12); ``reduce_window``'s is an open ``Jaxpr`` beside its ``consts``,
+  and ``scatter``'s optional ``update_jaxpr`` beside its ``update_consts``.
 * ``composite``: its decomposition was the ``ClosedJaxpr`` ``jaxpr`` (JAX 0.10) and is
   the open ``Jaxpr`` ``call_jaxpr`` (JAX 0.12); ``custom_vmap_call`` names its body
   ``call``. Neither primitive is exported by ``jax.extend``.
@@ -125,7 +126,25 @@ def reducer(params: Mapping[str, Any]) -> Callable[..., list[Any]]:
       [6.0, 15.0]
 
     """
-    jaxpr = params["jaxpr"]
-    if not isinstance(jaxpr, ClosedJaxpr):
-        jaxpr = ClosedJaxpr(jaxpr, tuple(params.get("consts", ())))
-    return jaxpr_as_fun(jaxpr)
+    return _as_function(params["jaxpr"], params.get("consts", ()))
+
+
+def scatter_combiner(params: Mapping[str, Any]) -> Callable[..., list[Any]] | None:
+    """A ``scatter``'s update function of (old entry, update), or ``None`` for an overwrite.
+
+    ``x.at[i].apply(f)`` gives one; ``x.at[i].set(u)`` has none.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> eqn = jax.make_jaxpr(lambda x: x.at[0].apply(jnp.square))(jnp.ones(2)).eqns[-1]
+      >>> [float(y) for y in scatter_combiner(eqn.params)(3.0, 0.0)]
+      [9.0]
+
+    """
+    jaxpr = params["update_jaxpr"]
+    return None if jaxpr is None else _as_function(jaxpr, params["update_consts"])
+
+
+def _as_function(jaxpr: ClosedJaxpr | Jaxpr, consts: Any) -> Callable[..., list[Any]]:
+    return jaxpr_as_fun(jaxpr if isinstance(jaxpr, ClosedJaxpr)
+                        else ClosedJaxpr(jaxpr, tuple(consts)))

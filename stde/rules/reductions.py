@@ -37,7 +37,7 @@ from jax._src.pjit import reshard_p
 
 from stde.core import Array, Context, JetValue, bind_at, bind_equation, is_float
 from stde.rules.linear import map_coefficients, register_linear
-from stde.rules.params import reducer
+from stde.rules.params import reducer, scatter_combiner
 from stde.rules.registry import register
 
 """``linear_map(*coefficients) -> outputs``: one entry per result, ``None`` for non-float."""
@@ -255,6 +255,58 @@ def scatter_mul_rule(ctx: Context, inputs: Sequence[JetValue], *, dimension_numb
     return evaluate_composition(ctx, product, inputs)[0]
 
 
+def scatter_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any) -> JetValue:
+    """``scatter``: an overwrite, or a function of the old entries (``x.at[i].apply(f)``).
+
+    An overwrite (``x.at[i].set(u)``) is locally linear (:func:`locally_linear_rule`).
+    With an update function ``g(old, update)`` (``x.at[i].apply(f)``, which JAX cannot
+    differentiate) the entries at unique indices are gathered, ``g`` is interpreted on
+    them and the updates, and the results overwrite them. The gather clamps indices out
+    of bounds, whose updates the scatter drops as the primitive does.
+
+    Raises:
+      NotImplementedError: an update function at indices not promised unique (a
+        repeated index applies the function again).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import stde
+      >>> f = lambda x: x.at[0].apply(jnp.sin).sum()
+      >>> x = jnp.array([0.5, 2.0])
+      >>> bool(jnp.allclose(stde.laplacian(f)(x), -jnp.sin(x[0])))
+      True
+
+    """
+    combiner = scatter_combiner(params)
+    if combiner is None:
+        return locally_linear_rule(lax.scatter_p, ctx, inputs, **params)
+    if not params["unique_indices"]:
+        raise NotImplementedError(
+            "stde: Taylor coefficients of x.at[i].apply(f) need unique indices (a repeated "
+            "index applies f again); pass unique_indices=True (x.at[i].apply(f, "
+            "unique_indices=True)) when each position is indexed at most once.")
+    numbers = params["dimension_numbers"]
+    operand, _, updates = inputs
+    window = iter(np.shape(updates.primal)[d] for d in numbers.update_window_dims)
+    slice_sizes = [1 if d in numbers.inserted_window_dims or d in numbers.operand_batching_dims
+                   else next(window) for d in range(np.ndim(operand.primal))]
+    gather_numbers = lax.GatherDimensionNumbers(
+        offset_dims=numbers.update_window_dims,
+        collapsed_slice_dims=numbers.inserted_window_dims,
+        start_index_map=numbers.scatter_dims_to_operand_dims,
+        operand_batching_dims=numbers.operand_batching_dims,
+        start_indices_batching_dims=numbers.scatter_indices_batching_dims)
+    combine = _elementwise(combiner)
+
+    def applied(x: Array, indices: Array, u: Array) -> Array:
+        old = lax.gather(x, indices, gather_numbers, slice_sizes,
+                         mode=lax.GatherScatterMode.CLIP)
+        return lax.scatter(x, indices, combine(old, u)[0], numbers, mode=params["mode"],
+                           indices_are_sorted=params["indices_are_sorted"],
+                           unique_indices=True)
+    return evaluate_composition(ctx, applied, inputs)[0]
+
+
 # --- reduce with any reducer --------------------------------------------------------------
 
 
@@ -405,10 +457,13 @@ register(lax.reduce_p, reduce_rule, sparse=True)
 register(lax.reduce_window_p, reduce_window_rule, sparse=True)
 for _primitive in (
     lax.cummax_p, lax.cummin_p, lax.reduce_window_max_p, lax.reduce_window_min_p,
-    lax.scatter_p, lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,
+    lax.scatter_min_p, lax.scatter_max_p, lax.select_and_gather_add_p,
     lax.select_and_scatter_add_p, lax.approx_top_k_p,
 ):
     register(_primitive, functools.partial(locally_linear_rule, _primitive),
              sparse="JAX's linearisation at the primal is applied to dense coefficients")
+register(lax.scatter_p, scatter_rule,
+         sparse="JAX's linearisation at the primal, or the update function, is applied to "
+                "dense coefficients")
 for _primitive in (lax.stack_p, lax.unstack_p, reshard_p):
     register_linear(_primitive)

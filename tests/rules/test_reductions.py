@@ -219,10 +219,10 @@ def test_variadic_arg_max_reduction(x64):
     # oracle is the same maximum through `reduce_max` and `argmax`.
     def f(x):
         value, position = max_with_index(jnp.sin(x) * x)
-        return value * position
+        return value * position.astype(x.dtype)
     def reference(x):
         y = jnp.sin(x) * x
-        return jnp.max(y, axis=1) * jnp.argmax(y, axis=1)
+        return jnp.max(y, axis=1) * jnp.argmax(y, axis=1).astype(x.dtype)
     x = normal((3, 5))
     with forbid_fallback():
         check_collapsed_against(f, reference, [x], 3, 2, jax.random.PRNGKey(1))
@@ -332,6 +332,47 @@ def test_reduce_window_edge_cases(x64):
 
 def _pooled_1d(x, window):
     return lax.reduce_window(x, 1.0, lax.mul, (window,), (1,), "VALID")
+
+
+# x.at[i].apply(f): a scatter with an update function, which JAX cannot differentiate
+
+_APPLIED = {   # (x.at[index].apply(f), the same written with set)
+    "scalar": (lambda x: x.at[1].apply(jnp.sin), lambda x: x.at[1].set(jnp.sin(x[1]))),
+    "window": (lambda x: x.at[1:, ::2].apply(jnp.exp),
+               lambda x: x.at[1:, ::2].set(jnp.exp(x[1:, ::2]))),
+    "unique_array": (lambda x: x.at[jnp.array([2, 0])].apply(jnp.tanh, unique_indices=True),
+                     lambda x: x.at[jnp.array([2, 0])].set(jnp.tanh(x[jnp.array([2, 0])]))),
+    "out_of_bounds": (lambda x: x.at[7].apply(jnp.log), lambda x: x),   # dropped
+}
+
+
+@pytest.mark.parametrize("name", _APPLIED)
+def test_scatter_apply(x64, name):
+    applied, reference = _APPLIED[name]
+    f = lambda x: jnp.cos(applied(jnp.sin(x) * x)) * x  # noqa: E731
+    with forbid_fallback():
+        check_collapsed_against(f, lambda x: jnp.cos(reference(jnp.sin(x) * x)) * x,
+                                [normal((3, 4))], 3, 3, jax.random.PRNGKey(4))
+
+
+def test_scatter_apply_through_the_operators(x64):
+    applied, reference = _APPLIED["window"]
+    f, g = (lambda x, h=h: jnp.sum(jnp.tanh(h(x * x)) ** 2) for h in (applied, reference))
+    x = normal((3, 4))
+    want = jnp.trace(jax.hessian(g)(x).reshape(12, 12))
+    with forbid_fallback():
+        _, grad, laplacian = jax.jit(stde.value_grad_laplacian(f))(x)   # indexed directions
+        gradient = jax.grad(stde.laplacian(f))(x)
+    np.testing.assert_allclose(laplacian, want, rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(g)(x), rtol=1e-12)
+    np.testing.assert_allclose(gradient, jax.grad(lambda x: jnp.trace(
+        jax.hessian(g)(x).reshape(12, 12)))(x), rtol=1e-10)
+
+
+def test_scatter_apply_at_indices_not_promised_unique_is_a_clear_error(x64):
+    f = lambda x: x.at[jnp.array([1, 1])].apply(jnp.sin)  # noqa: E731  (sin applied twice)
+    with pytest.raises(NotImplementedError, match="unique_indices=True"):
+        stde.jet(f, (normal((3,)),), ((jnp.ones(3),),))
 
 
 def test_selection_rules_compose_with_grad_and_vmap(x64):
