@@ -3,7 +3,8 @@
 Each function of ``R⁴ → R`` goes through ``stde.laplacian`` (sparse one-hot directions),
 ``stde.value_grad_laplacian`` (indexed directions), the gradient of the Laplacian, and
 ``stde.jet`` at order 4 along a seeded random curve; the oracles are nested
-``jax.jacfwd`` (``tests/oracle.py``), or ``jax.hessian`` for ``custom_vjp``, and
+forward mode (``jax.jacfwd``, and ``jax.jvp`` in ``tests/oracle.py``), or ``jax.hessian``
+for ``custom_vjp``, and
 ``jax.experimental.jet`` where it works (17 of the 55 functions on jax 0.12.1, 19 on
 0.12.0 and 0.10.2; on the others it raises). The
 functions are everyday calls (``jax.nn``, ``jax.scipy.special``, ``jnp.linalg``, control
@@ -151,7 +152,7 @@ def test_operators_match_nested_ad(name):
         np.testing.assert_allclose(grad, gradient(f)(x), rtol=1e-9, atol=1e-11)
         np.testing.assert_allclose(jax.jit(gradient(stde.laplacian(f)))(x),
                                    gradient(laplacian)(x), rtol=1e-7, atol=1e-9)
-        if name != "custom_vjp":   # the Taylor oracle is nested jacfwd
+        if name != "custom_vjp":   # the Taylor oracle is nested jvp
             rng = np.random.default_rng(list(FUNCTIONS).index(name))
             series = [jnp.asarray(rng.normal(size=4) * 0.3) for _ in range(4)]
             primal, coefficients = jax.jit(lambda x, s: stde.jet(f, (x,), (s,)))(x, series)

@@ -477,7 +477,7 @@ def test_vmapped_while_with_batched_predicate(x64):
     assert len(set(np.asarray(iterations).tolist())) == 3  # each element stops on its own
     np.testing.assert_allclose(y, _cardano(x), rtol=1e-12)
     f = lambda x: _newton_cubic_root_per_element(x)[1]  # noqa: E731
-    check(f, [x], 3, 3, KEY)  # the loop unrolled per element (nested jacfwd)
+    check(f, [x], 3, 3, KEY)  # the loop unrolled per element (nested jvp)
     check_against(f, _cardano, [x], 3, 3, KEY, rtol=1e-8)
     g = lambda x: jnp.sum(f(x) ** 2)  # noqa: E731
     np.testing.assert_allclose(stde.laplacian(g)(x), jnp.trace(jax.hessian(

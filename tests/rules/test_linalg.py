@@ -1,4 +1,4 @@
-"""Linear-algebra and gamma-family rules against nested jacfwd (float64).
+"""Linear-algebra and gamma-family rules against nested forward mode (float64).
 
 Each case runs at one ``(K, R)`` pair by default (together ``K = 1..4``, ``R = 1..5``);
 the full grid ``K = 1..4`` × ``R = 1..5`` is ``slow``. Complex cases feed the real and

@@ -1,4 +1,4 @@
-"""Selections with jets in every operand (clamp's bounds) against nested jacfwd, and
+"""Selections with jets in every operand (clamp's bounds) against nested forward mode, and
 locally constant primitives."""
 
 import jax
