@@ -22,6 +22,7 @@ from jax._src.ad_util import add_jaxvals_p
 from stde import sparse
 from stde.core import Array, Context, JetValue, bind_at, is_float
 from stde.rules import series
+from stde.rules.params import linear_call_primitive
 from stde.rules.registry import register
 
 LinearMap = Callable[..., Sequence[Array | None]]
@@ -29,8 +30,8 @@ LinearMap = Callable[..., Sequence[Array | None]]
 
 
 def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetValue],
-                     primals_out: Sequence[Array], zero_primal: bool = False
-                     ) -> list[JetValue]:
+                     primals_out: Sequence[Array], zero_primal: bool = False,
+                     over_directions: Callable[..., Any] = jax.vmap) -> list[JetValue]:
     """Applies a linear map to every coefficient order of ``inputs``.
 
     Coefficient ``k`` of result ``n`` is ``linear_map(x_k of each input)[n]``: the
@@ -49,6 +50,8 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
         is linear and all its floating operands' primals are known zeros; a map that is
         linear only piecewise, such as a padded ``reduce_window_max``, can send zeros
         to ``-inf``).
+      over_directions: how the map is applied along the direction axis, with
+        ``jax.vmap``'s signature (:func:`map_sequentially` for a map JAX cannot batch).
 
     Returns:
       One :class:`JetValue` per result.
@@ -74,7 +77,7 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
                 for x, c in zip(inputs, coefficients)]
         if series.has_directions(k, ctx.order):
             axes = [None if c is None else 0 for c in coefficients]
-            per_order.append(jax.vmap(linear_map, in_axes=axes)(*args))
+            per_order.append(over_directions(linear_map, in_axes=axes)(*args))
         else:
             per_order.append(linear_map(*args))
     return [
@@ -83,6 +86,67 @@ def map_coefficients(ctx: Context, linear_map: LinearMap, inputs: Sequence[JetVa
         if is_float(p) else JetValue.constant(p, ctx.order)
         for n, p in enumerate(primals_out)
     ]
+
+
+def map_sequentially(f: Callable[..., Any], in_axes: Sequence[int | None]
+                     ) -> Callable[..., Any]:
+    """``jax.vmap(f, in_axes)`` by ``lax.map``: one call per entry of the mapped axis 0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> scaled = map_sequentially(lambda a, s: [a * s], in_axes=[0, None])
+      >>> scaled(jnp.arange(3.0), jnp.array(2.0))[0].tolist()
+      [0.0, 2.0, 4.0]
+
+    """
+    def mapped(*args: Any) -> Any:
+        moving = [a for a, axis in zip(args, in_axes) if axis is not None]
+
+        def one(entries: Sequence[Any]) -> Any:
+            entry = iter(entries)
+            return f(*(a if axis is None else next(entry) for a, axis in zip(args, in_axes)))
+        return lax.map(one, moving)
+    return mapped
+
+
+def linear_call_rule(ctx: Context, inputs: Sequence[JetValue], *, num_callee_consts: int,
+                     num_res: int, **params: Any) -> list[JetValue]:
+    """``jax.custom_derivatives.linear_call``: the call applied to every coefficient.
+
+    The callee is linear in its linear arguments with the residuals fixed, so
+    ``y_k = callee(residuals, x_k)``: the primitive itself is bound on each coefficient
+    (the callee's transpose serves reverse mode, as in JAX), one direction after another
+    since JAX has no batching rule for it.
+
+    Raises:
+      NotImplementedError: residuals (or the callee's constants) that depend on the input.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import stde
+      >>> def tripled(x):
+      ...     f = lambda _, t: 3.0 * t
+      ...     return jax.custom_derivatives.linear_call(f, f, (), x)
+      >>> float(stde.laplacian(lambda x: jnp.sum(tripled(x) ** 2))(jnp.ones(2)))
+      36.0
+
+    """
+    fixed = num_callee_consts + num_res
+    if any(not x.is_constant for x in inputs[:fixed]):
+        raise NotImplementedError(
+            "stde: linear_call is linear in its linear arguments only, and its residuals "
+            "here depend on the input (JAX's JVP asserts they do not); pass the moving "
+            "values as linear arguments, or write the function without linear_call.")
+    primitive = linear_call_primitive()
+    held = [x.primal for x in inputs[:fixed]]
+
+    def call(*linear: Array) -> list[Array]:
+        return primitive.bind(*held, *linear, num_callee_consts=num_callee_consts,
+                              num_res=num_res, **params)
+
+    linear = inputs[fixed:]
+    return map_coefficients(ctx, call, linear, call(*(x.primal for x in linear)),
+                            over_directions=map_sequentially)
 
 
 def apply_linear(ctx: Context, primitive: Any, inputs: Sequence[JetValue],
@@ -171,3 +235,6 @@ for _primitive in (
     lax.tile_p, lax.fft_p, lax.optimization_barrier_p,
 ):
     register_linear(_primitive)
+if linear_call_primitive() is not None:
+    register(linear_call_primitive(), linear_call_rule,
+             sparse="the call is bound on dense coefficients, one direction at a time")

@@ -80,6 +80,17 @@ def body_call_primitives() -> tuple[Primitive, ...]:
     return tuple(p for p in found if p is not None)
 
 
+def linear_call_primitive() -> Primitive | None:
+    """``jax.custom_derivatives.linear_call``'s primitive, from JAX's internals.
+
+    Example:
+      >>> linear_call_primitive().name
+      'linear_call'
+
+    """
+    return _private_primitive("jax._src.custom_derivatives", "linear_call_p")
+
+
 def call_body(params: Mapping[str, Any]) -> ClosedJaxpr | Jaxpr:
     """The body of a call-like equation, whichever parameter holds it.
 

@@ -247,6 +247,43 @@ def test_body_defined_calls_under_vmap_and_grad(x64, wrapped):
 
 
 # --------------------------------------------------------------------------------------
+# linear_call: linear in its linear arguments, with its own transpose
+# --------------------------------------------------------------------------------------
+
+_MATRIX = np.random.default_rng(4).normal(size=(3, 3))
+
+
+def _matrix_times(x, scale):
+    """``scale · A x`` through ``linear_call`` (``scale`` a residual), with ``Aᵀ`` as transpose."""
+    callee = lambda s, t: s * (_MATRIX @ t)  # noqa: E731
+    transpose = lambda s, t: s * (_MATRIX.T @ t)  # noqa: E731
+    return jax.custom_derivatives.linear_call(callee, transpose, scale, x)
+
+
+def _network(times):
+    return lambda x: jnp.tanh(times(jnp.sin(x) * x, 0.5)) * x
+
+
+@pytest.mark.parametrize("order, count", [(2, 3), (4, 2)])
+def test_linear_call(x64, order, count):
+    # JAX cannot batch linear_call, so jax.hessian (and the fallback) fail on it.
+    with forbid_fallback():
+        check_against(_network(_matrix_times), _network(lambda x, s: s * (_MATRIX @ x)),
+                      [_x(0.3, -0.7, 1.2)], order, count, KEY)
+
+
+def test_linear_call_under_grad_and_a_moving_residual(x64):
+    f = lambda x: jnp.sum(_network(_matrix_times)(x))  # noqa: E731
+    reference = lambda x: jnp.sum(_network(lambda x, s: s * (_MATRIX @ x))(x))  # noqa: E731
+    x = _x(0.3, -0.7, 1.2)
+    # Reverse mode through the Laplacian uses linear_call's own transpose.
+    np.testing.assert_allclose(jax.grad(stde.laplacian(f))(x), jax.grad(
+        lambda x: jnp.trace(jax.hessian(reference)(x)))(x), rtol=1e-10)
+    with pytest.raises(NotImplementedError, match="residuals"):
+        stde.laplacian(lambda x: jnp.sum(_matrix_times(x, x[0])))(x)
+
+
+# --------------------------------------------------------------------------------------
 # jit and checkpoint
 # --------------------------------------------------------------------------------------
 

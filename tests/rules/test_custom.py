@@ -1,6 +1,6 @@
 """``custom_jvp`` functions and ``call_hi_primitive``: derivatives come from the JVP rule.
 
-The oracle (nested ``jax.jacfwd``) differentiates the JVP rule exactly as
+The oracle (nested ``jax.jvp``) differentiates the JVP rule exactly as
 ``jax.hessian`` does, so ``check`` compares stde with JAX's own semantics.
 """
 
