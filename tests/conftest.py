@@ -50,6 +50,22 @@ def _fast_compiles() -> None:
 
 OPTIMISED = {"xla_backend_optimization_level": 3}
 """``compiler_options`` for a ``jax.jit`` at XLA's default level (see ``_fast_compiles``)."""
+_OPTIMISED_FLAG = "--xla_backend_optimization_level=3"
+
+
+def _python(args: tuple[str, ...], env: dict[str, str], timeout: int
+            ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _passed(result: subprocess.CompletedProcess) -> str:
+    """The output of a pytest run in a subprocess, asserting that it passed."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+_PYTEST = ("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider")
 
 
 def rerun_optimised(*arguments: str) -> str:
@@ -58,17 +74,13 @@ def rerun_optimised(*arguments: str) -> str:
     Asserts that the run passed. For tests whose own compilations meet code that level 0
     gets wrong and that cannot pass :data:`OPTIMISED` to each ``jax.jit``.
     """
-    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=3")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p",
-                             "no:cacheprovider", *arguments], env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    env = dict(os.environ, XLA_FLAGS=_OPTIMISED_FLAG)
+    return _passed(_python((*_PYTEST, *arguments), env, timeout=600))
 
 
 def compiles_optimised() -> bool:
     """Whether this process compiles at XLA's default level (:func:`rerun_optimised`)."""
-    return "--xla_backend_optimization_level=3" in os.environ.get("XLA_FLAGS", "")
+    return _OPTIMISED_FLAG in os.environ.get("XLA_FLAGS", "")
 
 
 def on_two_cpu_devices(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -78,8 +90,7 @@ def on_two_cpu_devices(*args: str, **env: str) -> subprocess.CompletedProcess:
     """
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu", **env)
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return _python(args, env, timeout=300)
 
 
 def rerun_on_two_cpu_devices(*arguments: str, **env: str) -> str:
@@ -87,10 +98,7 @@ def rerun_on_two_cpu_devices(*arguments: str, **env: str) -> str:
 
     Asserts that the run passed (the output's tail is the message otherwise).
     """
-    result = on_two_cpu_devices("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                                *arguments, **env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return _passed(on_two_cpu_devices(*_PYTEST, *arguments, **env))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -109,8 +109,8 @@ def map_sequentially(f: Callable[..., Any], in_axes: Sequence[int | None]
     return mapped
 
 
-def linear_call_rule(ctx: Context, inputs: Sequence[JetValue], *, num_callee_consts: int,
-                     num_res: int, **params: Any) -> list[JetValue]:
+def linear_call_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
+                     ) -> list[JetValue]:
     """``jax.custom_derivatives.linear_call``: the call applied to every coefficient.
 
     The callee is linear in its linear arguments with the residuals fixed, so
@@ -131,19 +131,14 @@ def linear_call_rule(ctx: Context, inputs: Sequence[JetValue], *, num_callee_con
       36.0
 
     """
-    fixed = num_callee_consts + num_res
+    fixed = params["num_callee_consts"] + params["num_res"]
     if any(not x.is_constant for x in inputs[:fixed]):
         raise NotImplementedError(
             "stde: linear_call is linear in its linear arguments only, and its residuals "
             "here depend on the input (JAX's JVP asserts they do not); pass the moving "
             "values as linear arguments, or write the function without linear_call.")
-    primitive = linear_call_primitive()
-    held = [x.primal for x in inputs[:fixed]]
-
-    def call(*linear: Array) -> list[Array]:
-        return primitive.bind(*held, *linear, num_callee_consts=num_callee_consts,
-                              num_res=num_res, **params)
-
+    call = bind_at(linear_call_primitive(), params, [x.primal for x in inputs],
+                   range(fixed, len(inputs)))
     linear = inputs[fixed:]
     return map_coefficients(ctx, call, linear, call(*(x.primal for x in linear)),
                             over_directions=map_sequentially)
@@ -235,6 +230,7 @@ for _primitive in (
     lax.tile_p, lax.fft_p, lax.optimization_barrier_p,
 ):
     register_linear(_primitive)
-if linear_call_primitive() is not None:
-    register(linear_call_primitive(), linear_call_rule,
+_linear_call = linear_call_primitive()
+if _linear_call is not None:
+    register(_linear_call, linear_call_rule,
              sparse="the call is bound on dense coefficients, one direction at a time")

@@ -179,8 +179,8 @@ def tree_reduce(combine: Callable[..., list[Array]], operands: Sequence[Array],
     x = operands[0]
     kept = [d for d in range(x.ndim) if d not in axes]
     out_shape = tuple(x.shape[d] for d in kept)
-    count = math.prod(x.shape[d] for d in axes)
-    xs = [jnp.transpose(x, (*axes, *kept)).reshape((count, *out_shape)) for x in operands]
+    reduced = math.prod(x.shape[d] for d in axes)
+    xs = [jnp.transpose(x, (*axes, *kept)).reshape((reduced, *out_shape)) for x in operands]
     while xs[0].shape[0] > 1:
         count = xs[0].shape[0]
         half = count // 2
