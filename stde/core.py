@@ -165,6 +165,47 @@ def gather_rows(array: Array, indices: Array) -> Array:
         *(None,) * np.ndim(indices), *spec[1:]))
 
 
+def sharded_directions(x: Array) -> bool:
+    """Whether the leading (direction) axis of ``x`` is sharded over an explicit mesh.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> sharded_directions(jnp.ones((4, 3)))
+      False
+
+    """
+    spec = explicit_spec(x)
+    return spec is not None and spec[0] is not None
+
+
+def on_gathered_directions(f: Callable[..., Any], *args: Array | None) -> Any:
+    """``f(*args)`` with the leading (direction) axes gathered onto every device.
+
+    For code that JAX cannot batch over a sharded axis while the primal is unbatched
+    (its batching rules for linear solves fold the batch into a reshape). Where the
+    directions of ``args`` are sharded over an explicit mesh, they are gathered before
+    ``f`` and the outputs' leading axes are sharded back the same way, so that
+    coefficients keep the sharding the caller gave their directions.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> on_gathered_directions(lambda x: 2 * x, jnp.ones((4, 3))).shape
+      (4, 3)
+
+    """
+    mesh_axes = next((explicit_spec(a)[0] for a in args
+                      if a is not None and sharded_directions(a)), None)
+    if mesh_axes is None:
+        return f(*args)
+    out = f(*(a if a is None or not sharded_directions(a) else jax.sharding.reshard(
+        a, jax.sharding.PartitionSpec(None, *explicit_spec(a)[1:])) for a in args))
+
+    def shard_back(o: Array) -> Array:
+        rest = (explicit_spec(o) or (None,) * np.ndim(o))[1:]
+        return jax.sharding.reshard(o, jax.sharding.PartitionSpec(mesh_axes, *rest))
+    return jax.tree.map(shard_back, out)
+
+
 def is_float(x: Array) -> bool:
     """Whether ``x`` has a floating (or complex) dtype, i.e. can carry coefficients."""
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)

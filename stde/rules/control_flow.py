@@ -46,7 +46,14 @@ from jax import lax
 from jax.extend.core import ClosedJaxpr, Jaxpr
 from jax.extend.core import primitives as prims
 
-from stde.core import Context, JetValue, bind_equation, is_float, zeros_coefficient
+from stde.core import (
+    Context,
+    JetValue,
+    bind_equation,
+    is_float,
+    on_gathered_directions,
+    zeros_coefficient,
+)
 from stde.rules import series
 from stde.rules.expansions import expansion_rule
 from stde.rules.fallback import interpreted_jvp_rule
@@ -505,9 +512,12 @@ def linear_solve_rule(ctx: Context, inputs: Sequence[JetValue], **params: Any
             continue
         rhs = [zeros_coefficient(s[0], k, order, ctx.directions) if r is None else r
                for r, s in zip(rhs, solution, strict=True)]
-        solve_k = (jax.vmap(functools.partial(solve, params=many))
-                   if series.has_directions(k, order) else solve)
-        for s, c in zip(solution, solve_k(*rhs)[:num_b], strict=True):
+        if series.has_directions(k, order):  # directions as a batch (sharded: gathered)
+            solved = on_gathered_directions(jax.vmap(functools.partial(solve, params=many)),
+                                            *rhs)
+        else:
+            solved = solve(*rhs)
+        for s, c in zip(solution, solved[:num_b], strict=True):
             s.append(c)
     return ([JetValue.from_coefficients(s, from_zero) for s in solution]
             + [JetValue.constant(aux, order) for aux in out_primals[num_b:]])

@@ -34,7 +34,7 @@ import numpy as np
 from jax._src.interpreters import ad, batching
 from jax.extend.core import Primitive
 
-from stde.core import Context, JetValue, bind_at, is_float
+from stde.core import Context, JetValue, bind_at, is_float, on_gathered_directions
 from stde.rules import registry, series
 
 
@@ -220,10 +220,16 @@ def _curve_derivatives(g: Callable[[list[Any]], list[Any]], coefficients: list[l
 
 def _map_directions(f: Callable[..., list[Any]], args: Sequence[Any], batchable: bool
                     ) -> list[Any]:
-    """``f`` mapped over the leading (direction) axis of the non-``None`` ``args``."""
+    """``f`` mapped over the leading (direction) axis of the non-``None`` ``args``.
+
+    Directions sharded over an explicit mesh are gathered for the map
+    (:func:`stde.core.on_gathered_directions`): JAX's JVP rules batch some primitives
+    over tangents alone by folding the batch into a reshape, which a sharded axis does
+    not allow.
+    """
     axes = [None if a is None else 0 for a in args]
     if batchable:
-        return jax.vmap(f, in_axes=axes)(*args)
+        return on_gathered_directions(jax.vmap(f, in_axes=axes), *args)
     count = next(np.shape(a)[0] for a in args if a is not None)
     per_direction = [f(*(a if a is None else a[r] for a in args)) for r in range(count)]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *per_direction)
