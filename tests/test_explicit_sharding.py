@@ -95,6 +95,36 @@ def test_operators_at_a_sharded_point(x64):
                                        want, rtol=1e-10, err_msg=f"stochastic {name}")
 
 
+def test_operators_over_a_sharded_batch(x64):
+    """Data parallel: ``vmap`` over points sharded over the mesh, and a loss's gradient."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (test_on_two_devices runs it with two CPU devices)")
+    from jax.sharding import AxisType
+    from jax.sharding import PartitionSpec as P
+
+    def model(weight):
+        return lambda x: jnp.sum(jnp.tanh(jnp.tanh(x) @ weight) ** 2)
+
+    def loss(weight, points, laplacian):
+        return jnp.mean(jax.vmap(laplacian(model(weight)))(points) ** 2)
+
+    mesh = jax.make_mesh((2,), ("i",), axis_types=(AxisType.Explicit,))
+    points = np.random.default_rng(2).normal(size=(4, 4))
+    want = jax.jit(jax.vmap(laplacian_of(model(W))))(points)
+    want_grad = jax.jit(jax.grad(loss), static_argnums=2)(W, points, laplacian_of)
+    with jax.set_mesh(mesh):
+        batch = jax.device_put(points, P("i", None))
+        keys = jax.device_put(jax.random.split(jax.random.key(0), 4), P("i"))
+        every_coordinate = stde.stochastic_operator(model(W), ops.laplacian(), 4, method="sparse")
+        got = {"laplacian": jax.jit(jax.vmap(stde.laplacian(model(W))))(batch),
+               "stochastic": jax.jit(jax.vmap(every_coordinate))(batch, keys)}
+        grad = jax.jit(jax.grad(loss), static_argnums=2)(W, batch, stde.laplacian)
+    for name, value in got.items():
+        assert value.sharding.spec[0] == "i", f"{name}: the batch is no longer sharded"
+        np.testing.assert_allclose(value, want, rtol=1e-10, err_msg=name)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-9)
+
+
 def _matrix(x):
     """An invertible matrix that depends on every coordinate of ``x``."""
     return jnp.diag(2.0 + jnp.tanh(x)) + 0.1 * jnp.outer(jnp.sin(x), jnp.cos(x))
@@ -139,4 +169,4 @@ def test_on_two_devices():
     if jax.device_count() > 1:
         pytest.skip("this process already has several devices")
     output = rerun_on_two_cpu_devices(__file__, "-k", "sharded")
-    assert "2 passed" in output, output[-3000:]
+    assert "3 passed" in output, output[-3000:]
