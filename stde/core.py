@@ -193,12 +193,14 @@ def on_gathered_directions(f: Callable[..., Any], *args: Array | None) -> Any:
       (4, 3)
 
     """
-    mesh_axes = next((explicit_spec(a)[0] for a in args
-                      if a is not None and sharded_directions(a)), None)
+    specs = [None if a is None else explicit_spec(a) for a in args]
+    mesh_axes = next((spec[0] for spec in specs if spec is not None and spec[0] is not None),
+                     None)
     if mesh_axes is None:
         return f(*args)
-    out = f(*(a if a is None or not sharded_directions(a) else jax.sharding.reshard(
-        a, jax.sharding.PartitionSpec(None, *explicit_spec(a)[1:])) for a in args))
+    out = f(*(a if spec is None or spec[0] is None
+              else jax.sharding.reshard(a, jax.sharding.PartitionSpec(None, *spec[1:]))
+              for a, spec in zip(args, specs)))
 
     def shard_back(o: Array) -> Array:
         rest = (explicit_spec(o) or (None,) * np.ndim(o))[1:]

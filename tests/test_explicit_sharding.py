@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 import stde
 from stde import operators as ops
@@ -32,9 +33,15 @@ from tests.conftest import rerun_on_two_cpu_devices
 from tests.oracle import collapsed, random_directions
 
 W = np.random.default_rng(0).normal(size=(4, 6)) / 2
-
-
 V = np.random.default_rng(1).normal(size=6)
+
+
+@pytest.fixture
+def mesh():
+    """Two devices on one explicit mesh axis ``i`` (skips in a one-device process)."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (test_on_two_devices runs it with two CPU devices)")
+    return jax.make_mesh((2,), ("i",), axis_types=(jax.sharding.AxisType.Explicit,))
 
 
 def _functions(shard):
@@ -62,13 +69,7 @@ def laplacian_of(f):
     return lambda x: jnp.trace(jax.hessian(f)(x).reshape(x.size, x.size))
 
 
-def test_operators_at_a_sharded_point(x64):
-    if jax.device_count() < 2:
-        pytest.skip("needs two devices (test_on_two_devices runs it with two CPU devices)")
-    from jax.sharding import AxisType
-    from jax.sharding import PartitionSpec as P
-
-    mesh = jax.make_mesh((2,), ("i",), axis_types=(AxisType.Explicit,))
+def test_operators_at_a_sharded_point(x64, mesh):
     plain = _functions(lambda array, *spec: array)
     with jax.set_mesh(mesh):
         functions = _functions(lambda array, *spec: jax.device_put(array, P(*spec)))
@@ -95,20 +96,14 @@ def test_operators_at_a_sharded_point(x64):
                                        want, rtol=1e-10, err_msg=f"stochastic {name}")
 
 
-def test_operators_over_a_sharded_batch(x64):
+def test_operators_over_a_sharded_batch(x64, mesh):
     """Data parallel: ``vmap`` over points sharded over the mesh, and a loss's gradient."""
-    if jax.device_count() < 2:
-        pytest.skip("needs two devices (test_on_two_devices runs it with two CPU devices)")
-    from jax.sharding import AxisType
-    from jax.sharding import PartitionSpec as P
-
     def model(weight):
         return lambda x: jnp.sum(jnp.tanh(jnp.tanh(x) @ weight) ** 2)
 
     def loss(weight, points, laplacian):
         return jnp.mean(jax.vmap(laplacian(model(weight)))(points) ** 2)
 
-    mesh = jax.make_mesh((2,), ("i",), axis_types=(AxisType.Explicit,))
     points = np.random.default_rng(2).normal(size=(4, 4))
     want = jax.jit(jax.vmap(laplacian_of(model(W))))(points)
     want_grad = jax.jit(jax.grad(loss), static_argnums=2)(W, points, laplacian_of)
@@ -140,13 +135,7 @@ DIRECTION_FUNCTIONS = {
 }
 
 
-def test_collapsed_jet_with_sharded_directions(x64):
-    if jax.device_count() < 2:
-        pytest.skip("needs two devices (test_on_two_devices runs it with two CPU devices)")
-    from jax.sharding import AxisType
-    from jax.sharding import PartitionSpec as P
-
-    mesh = jax.make_mesh((2,), ("i",), axis_types=(AxisType.Explicit,))
+def test_collapsed_jet_with_sharded_directions(x64, mesh):
     x = np.linspace(0.1, 1.0, 4)
     # pairwise sums over directions (R <= 8) and one reduction (R > 8)
     for (order, count), (name, f) in itertools.product(
